@@ -1,0 +1,133 @@
+//! The link model: how a link driver (RoIP, serial, sound card, DMR, simulator)
+//! plugs into the daemon.
+//!
+//! A driver is one tokio task. The daemon sees only a [`LinkHandle`]: it sends
+//! [`LinkCommand`]s (frames to transmit, PTT) and receives [`LinkEvent`]s
+//! (received frames with the squelch state, identities the link itself carries,
+//! up/down). The [`supervisor`] runs a [`LinkDriver`] and restarts it with
+//! capped exponential back-off when it fails, so drivers only have to connect,
+//! run, and return an error when they lose their device.
+
+pub mod supervisor;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+
+use crate::ani::AniEvent;
+use crate::audio::AudioFrame;
+
+pub use supervisor::{spawn_supervised, Backoff};
+
+/// Something the link reports to the daemon.
+#[derive(Debug, Clone)]
+pub enum LinkEvent {
+    /// The driver has its device or peer and is passing audio.
+    Up,
+    /// The driver lost its device or peer; the supervisor will retry after
+    /// `retry_in`.
+    Down {
+        reason: String,
+        retry_in: std::time::Duration,
+    },
+    /// 20 ms of received audio and whether the squelch (COR) was open for it.
+    Audio { frame: AudioFrame, cor: bool },
+    /// The squelch opened or closed (also sent when no audio flows, e.g. on a
+    /// control-only link).
+    Cor(bool),
+    /// An identity carried by the link itself (RFC 4733 DTMF, DMR source id).
+    Ani(AniEvent),
+    /// The transmitter's real keying state changed (after lead-in/tail).
+    Ptt(bool),
+}
+
+/// Something the daemon asks the link to do.
+#[derive(Debug, Clone)]
+pub enum LinkCommand {
+    /// Key (`true`) or unkey (`false`) the transmitter.
+    Ptt(bool),
+    /// 20 ms of audio to transmit. Frames sent while unkeyed are dropped by
+    /// the driver.
+    Transmit(AudioFrame),
+}
+
+/// Errors that end one run of a driver; the supervisor retries after them.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot open {what}: {source}")]
+    Open {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("i/o error on {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Protocol(String),
+    #[error("peer silent for {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+/// The channels a driver works with during one run. They outlive the run, so
+/// commands queued while the driver restarts are not lost.
+pub struct DriverIo {
+    pub events: mpsc::Sender<LinkEvent>,
+    pub commands: mpsc::Receiver<LinkCommand>,
+}
+
+impl DriverIo {
+    /// Sends an event, dropping it if the daemon side is gone (shutdown).
+    pub async fn emit(&self, event: LinkEvent) {
+        let _ = self.events.send(event).await;
+    }
+}
+
+/// A boxed future, so drivers can be stored as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One kind of link driver. `run` opens the device, emits [`LinkEvent::Up`],
+/// moves audio until it fails, and returns the error. It must return promptly
+/// (releasing PTT) when `cancel` fires.
+pub trait LinkDriver: Send + 'static {
+    /// A short description for logs, e.g. `roip 127.0.0.1:4000`.
+    fn describe(&self) -> String;
+    fn run<'a>(
+        &'a mut self,
+        io: &'a mut DriverIo,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> BoxFuture<'a, Result<(), LinkError>>;
+}
+
+/// The daemon's side of a link: cloneable command sender plus the link id.
+/// Events arrive on the receiver returned next to it by [`spawn_supervised`].
+#[derive(Debug, Clone)]
+pub struct LinkHandle {
+    pub id: String,
+    commands: mpsc::Sender<LinkCommand>,
+}
+
+impl LinkHandle {
+    pub fn new(id: impl Into<String>, commands: mpsc::Sender<LinkCommand>) -> LinkHandle {
+        LinkHandle {
+            id: id.into(),
+            commands,
+        }
+    }
+
+    /// Keys or unkeys the transmitter. Never blocks the caller for long: the
+    /// command queue is bounded and a full queue means the driver is wedged,
+    /// in which case the command is dropped and `false` returned.
+    pub fn ptt(&self, on: bool) -> bool {
+        self.commands.try_send(LinkCommand::Ptt(on)).is_ok()
+    }
+
+    /// Queues one frame for transmission; `false` when the queue is full.
+    pub fn transmit(&self, frame: AudioFrame) -> bool {
+        self.commands.try_send(LinkCommand::Transmit(frame)).is_ok()
+    }
+}

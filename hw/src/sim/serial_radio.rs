@@ -1,0 +1,1 @@
+//! Being written: simulated serial radios on PTY pairs.
