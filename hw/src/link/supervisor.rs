@@ -45,7 +45,11 @@ pub fn spawn_supervised(
     mut driver: Box<dyn LinkDriver>,
     backoff: Backoff,
     cancel: CancellationToken,
-) -> (LinkHandle, mpsc::Receiver<LinkEvent>, tokio::task::JoinHandle<()>) {
+) -> (
+    LinkHandle,
+    mpsc::Receiver<LinkEvent>,
+    tokio::task::JoinHandle<()>,
+) {
     let id = id.into();
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);

@@ -1,0 +1,250 @@
+//! The event bus: one closed [`Event`] enum for everything that happens, a
+//! sequence number per event, persisted before anyone else sees it.
+//!
+//! Producers call [`Bus::publish`] (never blocks: an unbounded queue into the
+//! bus task, so the audio path cannot stall on storage). The bus task drains
+//! the queue in batches, writes each batch to the `events` table in one
+//! transaction, and only then broadcasts the numbered events to subscribers
+//! (roll-call engine, alerts, MQTT bridge, gRPC `Subscribe`). A subscriber
+//! that falls behind the broadcast buffer reads what it missed from storage
+//! by sequence number.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::storage::{now_ms, Storage, StorageError};
+
+/// Everything that happens in the daemon.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    DaemonStarted {
+        version: String,
+        station_id: String,
+    },
+    DaemonStopping,
+    LinkUp {
+        link: String,
+    },
+    LinkDown {
+        link: String,
+        reason: String,
+    },
+    /// Squelch opened or closed on a link.
+    Cor {
+        link: String,
+        open: bool,
+    },
+    /// A link's transmitter keyed or unkeyed.
+    Ptt {
+        link: String,
+        on: bool,
+    },
+    /// An identity heard on a channel.
+    Ani {
+        channel: String,
+        link: String,
+        kind: String,
+        unit: String,
+        op: String,
+        /// Roster guard the unit belongs to, when known.
+        guard: Option<String>,
+    },
+    /// Something was refused or failed; `source` names where (e.g. an MQTT
+    /// topic), `message` what was wrong.
+    Error {
+        source: String,
+        message: String,
+    },
+}
+
+impl Event {
+    /// The `type` tag, also stored in the `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::DaemonStarted { .. } => "daemon_started",
+            Event::DaemonStopping => "daemon_stopping",
+            Event::LinkUp { .. } => "link_up",
+            Event::LinkDown { .. } => "link_down",
+            Event::Cor { .. } => "cor",
+            Event::Ptt { .. } => "ptt",
+            Event::Ani { .. } => "ani",
+            Event::Error { .. } => "error",
+        }
+    }
+}
+
+/// An event with its place in the log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Numbered {
+    pub seq: i64,
+    pub ts_ms: i64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Cloneable publisher and subscription point.
+#[derive(Clone)]
+pub struct Bus {
+    queue: mpsc::UnboundedSender<(i64, Event)>,
+    live: broadcast::Sender<Arc<Numbered>>,
+}
+
+/// How many events a live subscriber may lag before it must catch up from
+/// storage.
+const BROADCAST_DEPTH: usize = 4096;
+/// Largest batch written in one transaction.
+const BATCH: usize = 512;
+
+impl Bus {
+    /// Starts the bus task. It stops after `cancel` fires and the queue is
+    /// drained, so events published during shutdown are still stored.
+    pub fn spawn(
+        storage: Storage,
+        cancel: CancellationToken,
+    ) -> (Bus, tokio::task::JoinHandle<()>) {
+        let (queue, mut rx) = mpsc::unbounded_channel::<(i64, Event)>();
+        let (live, _) = broadcast::channel(BROADCAST_DEPTH);
+        let bus = Bus {
+            queue,
+            live: live.clone(),
+        };
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            loop {
+                tokio::select! {
+                    biased;
+                    n = rx.recv_many(&mut batch, BATCH) => {
+                        if n == 0 { break; }
+                    }
+                    _ = cancel.cancelled() => {
+                        // Drain what is already queued, then stop.
+                        while let Ok(e) = rx.try_recv() { batch.push(e); }
+                        if !batch.is_empty() {
+                            persist_and_broadcast(&storage, &live, std::mem::take(&mut batch)).await;
+                        }
+                        break;
+                    }
+                }
+                persist_and_broadcast(&storage, &live, std::mem::take(&mut batch)).await;
+            }
+            tracing::info!("event bus stopped");
+        });
+        (bus, task)
+    }
+
+    /// Publishes an event. Never blocks.
+    pub fn publish(&self, event: Event) {
+        let _ = self.queue.send((now_ms(), event));
+    }
+
+    /// Live events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Numbered>> {
+        self.live.subscribe()
+    }
+}
+
+async fn persist_and_broadcast(
+    storage: &Storage,
+    live: &broadcast::Sender<Arc<Numbered>>,
+    batch: Vec<(i64, Event)>,
+) {
+    let result = storage
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let mut out = Vec::with_capacity(batch.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached("INSERT INTO events (ts_ms, kind, body) VALUES (?1, ?2, ?3)")?;
+                for (ts_ms, event) in batch {
+                    let body = serde_json::to_string(&event).unwrap_or_else(|e| {
+                        format!("{{\"type\":\"error\",\"message\":\"unserialisable event: {e}\"}}")
+                    });
+                    stmt.execute(rusqlite::params![ts_ms, event.kind(), body])?;
+                    out.push(Numbered {
+                        seq: tx.last_insert_rowid(),
+                        ts_ms,
+                        event,
+                    });
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await;
+    match result {
+        Ok(numbered) => {
+            for n in numbered {
+                let _ = live.send(Arc::new(n));
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot store events; they are not broadcast"),
+    }
+}
+
+/// Reads stored events with `seq > after`, oldest first, at most `limit`.
+pub async fn read_after(
+    storage: &Storage,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(i64, i64, String, String)>, StorageError> {
+    storage
+        .call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, ts_ms, kind, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(rusqlite::params![after, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_are_numbered_stored_then_broadcast() {
+        let dir = crate::storage::tests_support::tempdir();
+        let (storage, thread) = crate::storage::open(&dir.join("db")).unwrap();
+        let cancel = CancellationToken::new();
+        let (bus, task) = Bus::spawn(storage.clone(), cancel.clone());
+        let mut rx = bus.subscribe();
+        for i in 0..10 {
+            bus.publish(Event::LinkUp {
+                link: format!("l{i}"),
+            });
+        }
+        let mut last = 0;
+        for i in 0..10 {
+            let n = rx.recv().await.unwrap();
+            assert!(n.seq > last);
+            last = n.seq;
+            assert_eq!(
+                n.event,
+                Event::LinkUp {
+                    link: format!("l{i}")
+                }
+            );
+            // Stored before broadcast.
+            let stored = read_after(&storage, n.seq - 1, 1).await.unwrap();
+            assert_eq!(stored[0].0, n.seq);
+            assert!(stored[0].3.contains("\"type\":\"link_up\""));
+        }
+        bus.publish(Event::DaemonStopping);
+        cancel.cancel();
+        task.await.unwrap();
+        let all = read_after(&storage, 0, 100).await.unwrap();
+        assert_eq!(all.len(), 11, "the event published at shutdown is kept");
+        drop((bus, storage));
+        thread.join().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

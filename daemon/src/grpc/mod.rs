@@ -1,0 +1,49 @@
+//! The gRPC server: the `rollcall.v1` services plus the standard
+//! `grpc.health.v1.Health` and server reflection, on one listener.
+//!
+//! Only this module (and `rollcallctl`) see prost types; services convert to
+//! and from the daemon's own types at this boundary.
+
+mod station;
+
+use std::sync::Arc;
+
+use rollcall_proto::v1::station_service_server::StationServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::station::Station;
+
+/// Everything the services need, shared.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub config: Arc<Config>,
+    pub station: Station,
+}
+
+/// Serves until `cancel` fires. The listener is bound by the caller so that
+/// bind errors surface before readiness is reported.
+pub async fn serve(
+    listener: TcpListener,
+    cx: ApiContext,
+    cancel: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<StationServiceServer<station::StationApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rollcall_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor sets are valid");
+    let station = StationServiceServer::new(station::StationApi { cx: cx.clone() });
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(station)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled())
+        .await
+}

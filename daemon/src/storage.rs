@@ -1,0 +1,282 @@
+//! Embedded storage: one SQLite database (WAL, `synchronous=FULL`) owned by a
+//! dedicated thread, so no SQLite call ever runs on the async executor.
+//!
+//! Callers send closures to the thread through a cloneable [`Storage`] handle
+//! and await the result; a write is reported as saved only after its
+//! transaction committed. Migrations are versioned in code ([`MIGRATIONS`],
+//! tracked in `PRAGMA user_version`) and applied at open, before any listener
+//! starts.
+//!
+//! `synchronous=FULL` for every commit keeps the rule simple: roll-call
+//! results, acks, alerts and audit rows survive a power cut, and the event
+//! log, which is batched, costs one fsync per batch rather than per event.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("migration to schema version {version} failed: {source}")]
+    Migrate {
+        version: usize,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database is newer (schema {found}) than this rollcalld understands ({known}); refusing to touch it")]
+    TooNew { found: usize, known: usize },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("storage thread has stopped")]
+    Closed,
+}
+
+/// Schema migrations, applied in order. Never edit one that has shipped; add
+/// a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: event log and audit log.
+    "CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX events_ts ON events(ts_ms);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;",
+];
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Cloneable handle to the storage thread.
+#[derive(Clone)]
+pub struct Storage {
+    jobs: mpsc::UnboundedSender<Job>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("path", &self.path).finish()
+    }
+}
+
+/// Opens (creating if needed) the database, applies migrations, and starts
+/// the storage thread. Returns the handle and the thread's join handle; the
+/// thread ends when every handle is dropped, after finishing queued jobs.
+pub fn open(path: &Path) -> Result<(Storage, std::thread::JoinHandle<()>), StorageError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let mut conn = Connection::open(path).map_err(|source| StorageError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    configure(&conn).map_err(|source| StorageError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    migrate(&mut conn)?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    let thread = std::thread::Builder::new()
+        .name("rollcalld-sqlite".into())
+        .spawn(move || {
+            while let Some(job) = rx.blocking_recv() {
+                job(&mut conn);
+            }
+            // Fold the WAL back into the main file on a clean stop.
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+            }
+            tracing::info!("storage closed");
+        })
+        .expect("spawning the storage thread");
+    Ok((
+        Storage {
+            jobs: tx,
+            path: path.to_owned(),
+        },
+        thread,
+    ))
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// Applies every migration newer than the database's `user_version`, each in
+/// its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<usize, StorageError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let current = current.max(0) as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StorageError::TooNew {
+            found: current,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let version = i + 1;
+        let tx = conn
+            .transaction()
+            .map_err(|source| StorageError::Migrate { version, source })?;
+        tx.execute_batch(sql)
+            .and_then(|_| tx.pragma_update(None, "user_version", version as i64))
+            .map_err(|source| StorageError::Migrate { version, source })?;
+        tx.commit()
+            .map_err(|source| StorageError::Migrate { version, source })?;
+        tracing::info!(version, "applied database migration");
+    }
+    Ok(MIGRATIONS.len())
+}
+
+impl Storage {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the storage thread and returns its result.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StorageError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.jobs.send(job).map_err(|_| StorageError::Closed)?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Appends an audit row. Returns after it committed.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+    ) -> Result<i64, StorageError> {
+        let (actor, action, target, detail) = (
+            actor.to_owned(),
+            action.to_owned(),
+            target.to_owned(),
+            detail.to_owned(),
+        );
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![now_ms(), actor, action, target, detail],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+}
+
+/// Wall-clock Unix milliseconds, for timestamps stored in rows.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn migrates_and_audits() {
+        let dir = tempdir();
+        let path = dir.join("db.sqlite");
+        let (storage, thread) = open(&path).unwrap();
+        let id = storage
+            .audit("alice", "ptt", "ch1", "granted")
+            .await
+            .unwrap();
+        assert_eq!(id, 1);
+        let mode: String = storage
+            .call(|c| Ok(c.pragma_query_value(None, "journal_mode", |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        // The audit log refuses edits.
+        let err = storage
+            .call(|c| Ok(c.execute("DELETE FROM audit", [])?))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        drop(storage);
+        thread.join().unwrap();
+        // Re-opening is idempotent.
+        let (storage, thread) = open(&path).unwrap();
+        let v: i64 = storage
+            .call(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+        drop(storage);
+        thread.join().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_newer_database() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StorageError::TooNew { .. })
+        ));
+    }
+
+    pub(crate) use super::tests_support::tempdir;
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::path::PathBuf;
+
+    /// A fresh directory under the system temp dir.
+    pub(crate) fn tempdir() -> PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "rollcalld-test-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
