@@ -5,6 +5,8 @@
 //! - [`storage`]: the SQLite database on its own thread; migrations.
 //! - [`events`]: the event bus — one `Event` enum, numbered, persisted, broadcast.
 //! - [`station`]: live link state shared with the API.
+//! - [`roster`]: companies, guards, groups; lookups by ANI code and app id.
+//! - [`channel`]: channels, PTT arbitration (`TxSource`), the `Transmitter` trait.
 //! - [`links`]: the link registry (config kinds → `rollcall_hw` drivers) and the
 //!   per-link task.
 //! - [`grpc`]: the tonic server (rollcall.v1, health, reflection).
@@ -13,10 +15,12 @@
 //!
 //! Start reading at [`run`], then [`events::Event`].
 
+pub mod channel;
 pub mod config;
 pub mod events;
 pub mod grpc;
 pub mod links;
+pub mod roster;
 pub mod sdnotify;
 pub mod station;
 pub mod storage;

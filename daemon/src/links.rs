@@ -104,7 +104,10 @@ pub fn check_settings(kind: &str, settings: Option<&Item>) -> Result<(), Setting
 pub fn build_driver(
     link: &crate::config::LinkConfig,
 ) -> Result<Box<dyn rollcall_hw::link::LinkDriver>, String> {
-    Err(format!("link kind \"{}\" has no driver in this build", link.kind))
+    Err(format!(
+        "link kind \"{}\" has no driver in this build",
+        link.kind
+    ))
 }
 
 /// What the daemon keeps per running link.
