@@ -6,6 +6,8 @@
 //! Other modules reach a channel through the [`Transmitter`] trait, so the
 //! roll-call engine and the alert tracker can be tested without radios.
 
+pub mod machine;
+
 use std::future::Future;
 use std::pin::Pin;
 
