@@ -397,6 +397,17 @@ impl MdcDecoder {
         out
     }
 
+    /// End of transmission: a burst that ends exactly where the audio stops
+    /// still has its last bits inside the filter, so run a short silent tail
+    /// through a copy of the decoder. The stream clock is not advanced; the
+    /// duplicate filter learns what was reported.
+    pub fn flush(&mut self) -> Vec<(MdcPacket, u64, u64)> {
+        let mut tail = self.clone();
+        let found = tail.push(&[0; 2 * LOWPASS_TAPS]);
+        self.last_emitted = tail.last_emitted;
+        found
+    }
+
     fn on_bit(&mut self, s: usize, tone_bit: u8) -> Option<(MdcPacket, u64, u64)> {
         let sample = self.sample;
         let slicer = &mut self.slicers[s];

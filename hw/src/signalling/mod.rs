@@ -10,11 +10,13 @@
 //! - [`selcall`] and [`SelcallStandard`]: 5-tone decoder and tone tables.
 //! - [`mdc1200`]: MDC1200 packet format, modulator and decoder.
 //! - [`encode`]: DTMF, selcall and plain tone generators.
+//! - [`impair`]: noise and FM-channel models for tests and benches.
 //!
 //! No decoder panics on any input; each keeps a few kilobytes of state.
 
 pub mod dtmf;
 pub mod encode;
+pub mod impair;
 pub mod mdc1200;
 pub mod selcall;
 mod selcall_tables;
@@ -102,7 +104,7 @@ impl AniDecoder {
         if let Some(dtmf) = &mut self.dtmf {
             let digits = dtmf.push(samples);
             let busy = dtmf.busy();
-            self.add_digits(digits);
+            self.add_digits(digits, &mut events);
             let gap = u64::from(DTMF_BURST_GAP_MS) * u64::from(SAMPLE_RATE) / 1000;
             let quiet = self
                 .burst
@@ -112,6 +114,7 @@ impl AniDecoder {
                 self.emit_burst(&mut events);
             }
         }
+        sort_by_end(&mut events);
         events
     }
 
@@ -119,19 +122,33 @@ impl AniDecoder {
     /// pending. The stream clock keeps running.
     pub fn flush(&mut self) -> Vec<AniEvent> {
         let mut events = Vec::new();
+        if let Some(mdc) = &mut self.mdc {
+            for (packet, start, end) in mdc.flush() {
+                events.push(MdcDecoder::to_event(&packet, start, end));
+            }
+        }
         if let Some(sel) = &mut self.selcall {
             events.extend(sel.flush().into_iter().map(selcall_event));
         }
         if let Some(dtmf) = &mut self.dtmf {
             let digits = dtmf.flush();
-            self.add_digits(digits);
+            self.add_digits(digits, &mut events);
             self.emit_burst(&mut events);
         }
+        sort_by_end(&mut events);
         events
     }
 
-    fn add_digits(&mut self, digits: Vec<DtmfDigit>) {
+    fn add_digits(&mut self, digits: Vec<DtmfDigit>, events: &mut Vec<AniEvent>) {
+        let gap = u64::from(DTMF_BURST_GAP_MS) * u64::from(SAMPLE_RATE) / 1000;
         for d in digits {
+            if self
+                .burst
+                .as_ref()
+                .is_some_and(|b| d.start_sample.saturating_sub(b.end) >= gap)
+            {
+                self.emit_burst(events);
+            }
             match &mut self.burst {
                 Some(b) => {
                     b.digits.push(d.digit);
@@ -163,6 +180,12 @@ impl AniDecoder {
     }
 }
 
+/// Events finished within one push are reported in the order they ended
+/// on air, whichever decoder found them.
+fn sort_by_end(events: &mut [AniEvent]) {
+    events.sort_by_key(|e| e.end_sample);
+}
+
 fn selcall_event(s: selcall::SelcallSequence) -> AniEvent {
     AniEvent {
         kind: AniKind::Selcall,
@@ -187,3 +210,6 @@ pub fn decode_all(samples: &[i16], config: &AniDecoderConfig) -> Vec<AniEvent> {
     events.extend(decoder.flush());
     events
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,8 @@
 //! tone length (20 ms blocks for CCIR's 100 ms tones down to 10 ms for EIA's
 //! 33 ms), every half block. A block votes for a tone when that tone carries
 //! at least half the block's energy, is 3 dB above every other tone and its
-//! measured frequency is within 3 % of nominal. Votes for one tone, allowing
+//! measured frequency is within 2.5 % of nominal (and within a third of the
+//! way to the nearest other tone of the table). Votes for one tone, allowing
 //! short drop-outs, make a tone once there are at least half as many as a
 //! full-length tone gives; a tone sounding much longer than the standard
 //! spoils the sequence (that is a carrier or an alert tone, not selcall).
@@ -96,7 +97,7 @@ impl SelcallDecoder {
                     .filter(|&&g| g != f)
                     .map(|&g| (g - f).abs())
                     .fold(f32::MAX, f32::min);
-                (0.03 * f).min(nearest / 2.0).min(alias)
+                (0.025 * f).min(nearest / 3.0).min(alias)
             })
             .collect();
         let amp = 10f32.powf(-42.0 / 20.0) * 32768.0;
