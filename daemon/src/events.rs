@@ -53,6 +53,41 @@ pub enum Event {
         /// Roster guard the unit belongs to, when known.
         guard: Option<String>,
     },
+    /// A transmission started on a channel: received on `link` (direction
+    /// `rx`) or sent by `source` on the channel's links (direction `tx`).
+    TransmissionStarted {
+        channel: String,
+        link: String,
+        direction: String,
+        source: String,
+    },
+    TransmissionEnded {
+        channel: String,
+        link: String,
+        direction: String,
+        source: String,
+        /// `released`, `preempted by <source>`, `timed out`, `no links`, `squelch closed`.
+        reason: String,
+        duration_ms: u64,
+    },
+    /// The transmit time-out cut a transmission that ran too long.
+    TxTimeout {
+        channel: String,
+        source: String,
+        after_s: u64,
+    },
+    /// A recording was closed and indexed.
+    RecordingWritten {
+        id: i64,
+        channel: String,
+        link: String,
+        direction: String,
+        path: String,
+        duration_ms: u64,
+        bytes: u64,
+        ani: Option<String>,
+        guard: Option<String>,
+    },
     /// Something was refused or failed; `source` names where (e.g. an MQTT
     /// topic), `message` what was wrong.
     Error {
@@ -72,6 +107,10 @@ impl Event {
             Event::Cor { .. } => "cor",
             Event::Ptt { .. } => "ptt",
             Event::Ani { .. } => "ani",
+            Event::TransmissionStarted { .. } => "transmission_started",
+            Event::TransmissionEnded { .. } => "transmission_ended",
+            Event::TxTimeout { .. } => "tx_timeout",
+            Event::RecordingWritten { .. } => "recording_written",
             Event::Error { .. } => "error",
         }
     }

@@ -9,6 +9,7 @@
 //! - [`channel`]: channels, PTT arbitration (`TxSource`), the `Transmitter` trait.
 //! - [`links`]: the link registry (config kinds → `rollcall_hw` drivers) and the
 //!   per-link task.
+//! - [`recorder`]: Ogg Opus file per transmission, index, crash repair, retention.
 //! - [`grpc`]: the tonic server (rollcall.v1, health, reflection).
 //! - [`sdnotify`]: systemd readiness and watchdog.
 //! - [`run`]: wires it all together and runs until the shutdown future fires.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod events;
 pub mod grpc;
 pub mod links;
+pub mod recorder;
 pub mod roster;
 pub mod sdnotify;
 pub mod station;

@@ -68,6 +68,32 @@ pub const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;",
+    // 2: recordings index. `complete = 0` marks a file being written; rows
+    // still 0 at start-up belong to a crash and are repaired. `pins` keeps
+    // recordings an open roll call or alert refers to out of retention.
+    "CREATE TABLE recordings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        link TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        start_ms INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        ani_kind TEXT,
+        ani TEXT,
+        guard TEXT,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        path TEXT NOT NULL UNIQUE,
+        complete INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX recordings_channel_start ON recordings(channel, start_ms);
+    CREATE INDEX recordings_start ON recordings(start_ms);
+    CREATE INDEX recordings_guard ON recordings(guard, start_ms);
+    CREATE TABLE recording_pins (
+        recording_id INTEGER NOT NULL REFERENCES recordings(id) ON DELETE CASCADE,
+        owner TEXT NOT NULL,
+        PRIMARY KEY (recording_id, owner)
+    );",
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;

@@ -7,6 +7,7 @@
 //! roll-call engine and the alert tracker can be tested without radios.
 
 pub mod machine;
+pub mod task;
 
 use std::future::Future;
 use std::pin::Pin;
