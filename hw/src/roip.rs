@@ -1,1 +1,1 @@
-//! Being written; see ARCHITECTURE.md.
+//! Being written.
