@@ -9,7 +9,6 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::audio::AudioFrame;
 use crate::link::LinkEvent;
 use crate::rtp::{
     Codec, CodecError, DtmfEventDecoder, JitterBuffer, JitterConfig, JitterStats, PayloadDecoder,
@@ -191,7 +190,7 @@ impl RoipReceiver {
 #[cfg(test)]
 pub(crate) fn talkspurt(
     sender: &mut crate::rtp::RtpSender,
-    frames: &[AudioFrame],
+    frames: &[crate::audio::AudioFrame],
     start: Instant,
 ) -> Vec<(Instant, Vec<u8>)> {
     sender.end_talkspurt();
@@ -209,6 +208,7 @@ pub(crate) fn talkspurt(
 mod tests {
     use super::*;
     use crate::ani::AniKind;
+    use crate::audio::AudioFrame;
     use crate::rtp::RtpSender;
 
     fn receiver(codec: Codec) -> RoipReceiver {
