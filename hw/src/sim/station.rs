@@ -25,7 +25,8 @@
 //!   "roll_call_min_ms": 3000,
 //!   "roll_call_tone_hz": 1750,
 //!   "log": "/tmp/guards-truth.jsonl",
-//!   "background": { "mean_interval_ms": 20000, "talk_min_ms": 1500, "talk_max_ms": 4000 },
+//!   "background": { "mean_interval_ms": 20000, "talk_min_ms": 1500, "talk_max_ms": 4000,
+//!                   "first_after_ms": 5000 },
 //!   "guards": [
 //!     { "id": "g1", "ani": "dtmf", "code": "1001", "behaviour": "on_time", "reply_delay_ms": 2000 },
 //!     { "id": "g2", "ani": "selcall", "code": "12345", "behaviour": "late", "reply_delay_ms": 2000,
@@ -131,6 +132,10 @@ pub struct BackgroundConfig {
     pub talk_min_ms: u32,
     #[serde(default = "defaults::talk_max_ms")]
     pub talk_max_ms: u32,
+    /// When the first transmission goes out; random (like the rest) if
+    /// absent.
+    #[serde(default)]
+    pub first_after_ms: Option<u32>,
 }
 
 /// One simulated station.
@@ -395,6 +400,8 @@ struct Sim {
     planned: Vec<PlannedAnswer>,
     queue: VecDeque<Transmission>,
     on_air: Option<OnAir>,
+    /// No key-up before this: the gap guards leave between transmissions.
+    channel_free_at: Instant,
     next_background: Option<Instant>,
 }
 
@@ -426,6 +433,7 @@ impl Sim {
             planned: Vec::new(),
             queue: VecDeque::new(),
             on_air: None,
+            channel_free_at: Instant::now(),
             next_background: None,
             cfg,
         }
@@ -483,7 +491,11 @@ impl Sim {
             backoff,
             link_cancel.clone(),
         );
-        self.schedule_background(Instant::now());
+        let now = Instant::now();
+        self.schedule_background(now);
+        if let Some(first) = self.cfg.background.as_ref().and_then(|b| b.first_after_ms) {
+            self.next_background = Some(now + Duration::from_millis(first as u64));
+        }
         let mut ticker = tokio::time::interval(Duration::from_millis(20));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -727,7 +739,7 @@ impl Sim {
     fn tick(&mut self, link: &LinkHandle, dtmf: &TelephoneEventSender) {
         if self.on_air.is_none() {
             // Wait for the channel to clear: do not key over the gateway.
-            if self.heard.is_some() {
+            if self.heard.is_some() || Instant::now() < self.channel_free_at {
                 return;
             }
             let Some(tx) = self.queue.pop_front() else {
