@@ -120,13 +120,13 @@ pcm.rollcall_file {{
     }
     assert!(up);
     // Tone from frame 20 to 50 (0.4–1.0 s); VOX opens on it and closes 200 ms after.
-    assert_eq!(cor[0].1, true);
+    assert!(cor[0].1);
     assert!(
         (19..=22).contains(&cor[0].0),
         "opened at frame {}",
         cor[0].0
     );
-    assert_eq!(cor[1].1, false);
+    assert!(!cor[1].1);
     assert!(
         (58..=62).contains(&cor[1].0),
         "closed at frame {}",

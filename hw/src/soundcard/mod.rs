@@ -382,7 +382,7 @@ fn open_streams(
     let capture_errors = error_tx.clone();
     let input = device
         .build_input_stream::<i16, _, _>(
-            stream_config.clone(),
+            stream_config,
             move |data, _| {
                 for frame in capture.push(data) {
                     // A full queue means the daemon is behind: drop, never block
