@@ -39,10 +39,21 @@ use events::{Bus, Event};
 /// Runs the daemon until `shutdown` completes, then drains every task with
 /// the configured grace time. Returns an error only for start-up failures
 /// (storage, binding the gRPC port).
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.daemon.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data_dir {}: {e}",
+            config.daemon.data_dir.display()
+        )
+    })?;
+    // Absolute, normalised paths in logs and in the recordings index.
+    if let Ok(abs) = std::fs::canonicalize(&config.daemon.data_dir) {
+        config.daemon.data_dir = abs;
+    }
     let config = Arc::new(config);
     let cancel = CancellationToken::new();
     let mut tasks = Tasks::default();
+    let mut recorder_parts = None;
 
     std::fs::create_dir_all(&config.daemon.data_dir).map_err(|e| {
         anyhow::anyhow!(
@@ -61,15 +72,80 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (bus, bus_task) = Bus::spawn(storage.clone(), cancel.child_token());
     let station = station::Station::new(&config.daemon.station_id, &config.daemon.time_zone);
 
-    // Links.
+    let roster = roster::Roster::new(roster::RosterSnapshot::from_config(&config));
+
+    // Recorder: repair what a crash left open before anything new is written.
+    let recorder = if config.recorder.enabled {
+        match recorder::repair_incomplete(&storage).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(count = n, "repaired recordings left open by a crash"),
+            Err(e) => tracing::error!(error = %e, "cannot repair open recordings"),
+        }
+        let dir = config
+            .recorder
+            .dir
+            .clone()
+            .unwrap_or_else(|| config.daemon.data_dir.join("recordings"));
+        let (handle, thread, indexer) = recorder::Recorder {
+            dir,
+            bitrate: config.recorder.bitrate,
+            complexity: config.recorder.complexity,
+        }
+        .spawn(storage.clone(), bus.clone());
+        recorder_parts = Some((thread, indexer));
+        let policy = recorder::RetentionPolicy {
+            max_age_days: config.recorder.retention_days,
+            max_total_bytes: config.recorder.max_total_mb * 1024 * 1024,
+        };
+        let (st, rc) = (storage.clone(), cancel.child_token());
+        tasks.add(
+            "retention".into(),
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(600));
+                loop {
+                    tokio::select! {
+                        _ = rc.cancelled() => break,
+                        _ = every.tick() => {
+                            if let Err(e) = recorder::enforce_retention(&st, policy, storage::now_ms()).await {
+                                tracing::error!(error = %e, "retention failed");
+                            }
+                        }
+                    }
+                }
+            }),
+        );
+        Some(handle)
+    } else {
+        None
+    };
+
+    // Links, then the channels that own them.
     if config.links.is_empty() {
         tracing::warn!("no links configured: the daemon serves the API but hears no radio");
     }
+    let sims = std::sync::Mutex::new(Vec::new());
+    let build = links::BuildContext {
+        config: &config,
+        cancel: cancel.child_token(),
+        sims: &sims,
+    };
     let mut running_links = Vec::new();
+    let mut channel_inputs = std::collections::HashMap::new();
+    for ch in &config.channels {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        channel_inputs.insert(ch.id.clone(), (tx, Some(rx)));
+    }
+    let mut link_handles = std::collections::HashMap::new();
     for link in &config.links {
-        match links::spawn_link(link, &station, &bus, None, cancel.child_token()) {
+        let feed = config
+            .channels
+            .iter()
+            .find(|c| c.links.contains(&link.id))
+            .map(|c| channel_inputs[&c.id].0.clone());
+        match links::spawn_link(link, &build, &station, &bus, feed, cancel.child_token()) {
             Ok(running) => {
                 tasks.add(format!("link {}", link.id), running.task);
+                link_handles.insert(link.id.clone(), running.handle.clone());
                 running_links.push(running.handle);
             }
             Err(e) => {
@@ -79,6 +155,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
         }
     }
+    let mut channels = channel::Channels::default();
+    for ch in &config.channels {
+        let handles: Vec<_> = ch
+            .links
+            .iter()
+            .filter_map(|l| link_handles.get(l).cloned())
+            .collect();
+        let (task, handle, requests) = channel::task::ChannelTask::new(
+            ch,
+            handles,
+            bus.clone(),
+            roster.clone(),
+            recorder.clone(),
+        );
+        let events = channel_inputs
+            .get_mut(&ch.id)
+            .and_then(|(_, rx)| rx.take())
+            .expect("one receiver per channel");
+        tasks.add(
+            format!("channel {}", ch.id),
+            tokio::spawn(task.run(events, requests, cancel.child_token())),
+        );
+        channels.by_id.insert(ch.id.clone(), handle);
+    }
+    drop(channel_inputs);
+    let channels = Arc::new(channels);
+    let _ = &channels;
 
     // gRPC: bind first so a taken port fails start-up before READY.
     let listener = tokio::net::TcpListener::bind(config.grpc.listen)
@@ -93,6 +196,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let cx = grpc::ApiContext {
         config: config.clone(),
         station: station.clone(),
+        channels: channels.clone(),
     };
     let grpc_cancel = cancel.child_token();
     tasks.add(
@@ -135,6 +239,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::warn!("event bus did not drain within the grace time");
     } else {
         tracing::info!(task = "event bus", "stopped");
+    }
+    // Channels have stopped: close the recordings they left open.
+    drop(recorder);
+    if let Some((thread, indexer)) = recorder_parts {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if tokio::time::timeout(grace, indexer).await.is_err() {
+            tracing::warn!("recorder index did not drain within the grace time");
+        }
+    }
+    let sims = sims.into_inner().unwrap_or_else(|p| p.into_inner());
+    for sim in sims {
+        let _ = tokio::time::timeout(grace, sim.join()).await;
     }
     drop(storage);
     drop(bus);

@@ -316,7 +316,12 @@ impl ChannelMachine {
             .any(|(i, l)| Some(i) != except && l.up)
     }
 
-    fn start_claim(&mut self, now: Instant, source: TxSource, patch_from: Option<usize>) -> ClaimId {
+    fn start_claim(
+        &mut self,
+        now: Instant,
+        source: TxSource,
+        patch_from: Option<usize>,
+    ) -> ClaimId {
         let id = self.next_claim;
         self.next_claim += 1;
         self.claim = Some(Claim {
@@ -326,7 +331,8 @@ impl ChannelMachine {
             deadline: now + self.cfg.tx_timeout,
             tail_until: None,
         });
-        self.actions.push_back(Action::TxStarted { claim: id, source });
+        self.actions
+            .push_back(Action::TxStarted { claim: id, source });
         for link in 0..self.links.len() {
             let l = &self.links[link];
             let busy = l.cor && self.cfg.busy_policy == BusyPolicy::Wait;
@@ -398,12 +404,19 @@ mod tests {
             drain(&mut m),
             vec![
                 Action::RxStarted { link: 0 },
-                Action::TxStarted { claim: 1, source: TxSource::Patch },
+                Action::TxStarted {
+                    claim: 1,
+                    source: TxSource::Patch
+                },
                 Action::Key { link: 1, on: true },
             ]
         );
         assert_eq!(m.patch_destinations(0).collect::<Vec<_>>(), vec![1]);
-        assert_eq!(m.patch_destinations(1).count(), 0, "no echo back to the source");
+        assert_eq!(
+            m.patch_destinations(1).count(),
+            0,
+            "no echo back to the source"
+        );
         assert!(!m.is_keyed(0));
         m.handle_cor(t0 + MS(2000), 0, false);
         assert_eq!(m.poll_timeout(), Some(t0 + MS(2300)));
@@ -414,7 +427,11 @@ mod tests {
             drain(&mut m),
             vec![
                 Action::Key { link: 1, on: false },
-                Action::TxEnded { claim: 1, source: TxSource::Patch, reason: TxEndReason::Released },
+                Action::TxEnded {
+                    claim: 1,
+                    source: TxSource::Patch,
+                    reason: TxEndReason::Released
+                },
             ]
         );
         assert_eq!(m.state_name(), "hang");
@@ -431,8 +448,20 @@ mod tests {
         m.handle_cor(t0 + MS(1000), 0, false);
         m.handle_cor(t0 + MS(1200), 0, true);
         let actions = drain(&mut m);
-        assert_eq!(actions.iter().filter(|a| matches!(a, Action::RxStarted { .. })).count(), 1);
-        assert_eq!(actions.iter().filter(|a| matches!(a, Action::TxStarted { .. })).count(), 1);
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::RxStarted { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::TxStarted { .. }))
+                .count(),
+            1
+        );
         assert!(m.is_keyed(1), "the tail was cancelled by the reopen");
     }
 
@@ -448,7 +477,10 @@ mod tests {
         // Patched traffic cannot take it.
         m.handle_cor(t0, 0, true);
         assert_eq!(m.holder(), Some((rc, TxSource::RollCall)));
-        assert_eq!(m.claim(t0, TxSource::RollCall), ClaimResult::Busy(TxSource::RollCall));
+        assert_eq!(
+            m.claim(t0, TxSource::RollCall),
+            ClaimResult::Busy(TxSource::RollCall)
+        );
         // The console pre-empts the roll call.
         let console = match m.claim(t0, TxSource::Console) {
             ClaimResult::Granted(id) => id,
@@ -460,7 +492,10 @@ mod tests {
             source: TxSource::RollCall,
             reason: TxEndReason::Preempted(TxSource::Console)
         }));
-        assert_eq!(m.claim(t0, TxSource::Alert), ClaimResult::Busy(TxSource::Console));
+        assert_eq!(
+            m.claim(t0, TxSource::Alert),
+            ClaimResult::Busy(TxSource::Console)
+        );
         // A stale release by the pre-empted roll call changes nothing.
         m.release(t0, rc);
         assert_eq!(m.holder(), Some((console, TxSource::Console)));
@@ -483,7 +518,11 @@ mod tests {
             drain(&mut m),
             vec![
                 Action::Key { link: 1, on: false },
-                Action::TxEnded { claim: 1, source: TxSource::Patch, reason: TxEndReason::TimedOut },
+                Action::TxEnded {
+                    claim: 1,
+                    source: TxSource::Patch,
+                    reason: TxEndReason::TimedOut
+                },
             ]
         );
         assert_eq!(m.holder(), None);
@@ -553,7 +592,10 @@ mod tests {
         let actions = drain(&mut m);
         assert!(actions.iter().any(|a| matches!(
             a,
-            Action::TxEnded { reason: TxEndReason::NoLinks, .. }
+            Action::TxEnded {
+                reason: TxEndReason::NoLinks,
+                ..
+            }
         )));
     }
 

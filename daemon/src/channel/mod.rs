@@ -66,3 +66,33 @@ pub trait Transmitter: Send + Sync + 'static {
         samples: Vec<i16>,
     ) -> BoxFuture<'_, Result<(), TxError>>;
 }
+
+/// Every channel task's handle, by id: the daemon's [`Transmitter`].
+#[derive(Clone, Default)]
+pub struct Channels {
+    pub by_id: std::collections::BTreeMap<String, task::ChannelHandle>,
+}
+
+impl Channels {
+    pub fn get(&self, id: &str) -> Option<&task::ChannelHandle> {
+        self.by_id.get(id)
+    }
+}
+
+impl Transmitter for Channels {
+    fn transmit(
+        &self,
+        channel: &str,
+        source: TxSource,
+        samples: Vec<i16>,
+    ) -> BoxFuture<'_, Result<(), TxError>> {
+        let handle = self.by_id.get(channel).cloned();
+        let channel = channel.to_owned();
+        Box::pin(async move {
+            match handle {
+                Some(h) => h.transmit(source, samples).await,
+                None => Err(TxError::NoSuchChannel(channel)),
+            }
+        })
+    }
+}

@@ -36,6 +36,7 @@ pub struct MonitorFrame {
 }
 
 /// Requests to a channel task.
+#[allow(clippy::large_enum_variant)] // console audio frames are the common case
 pub enum Request {
     /// Claim the transmitters for a streamed transmission (console Talk).
     Claim {
@@ -53,7 +54,9 @@ pub enum Request {
         reply: oneshot::Sender<Result<(), TxError>>,
     },
     /// Current state name, for status.
-    State { reply: oneshot::Sender<&'static str> },
+    State {
+        reply: oneshot::Sender<&'static str>,
+    },
 }
 
 /// Cloneable handle to a channel task.
@@ -93,7 +96,9 @@ impl ChannelHandle {
     /// Sends a frame of a streamed transmission (non-blocking; a full queue
     /// drops the frame rather than stall the caller).
     pub fn frame(&self, claim: ClaimId, frame: AudioFrame) -> bool {
-        self.requests.try_send(Request::Frame { claim, frame }).is_ok()
+        self.requests
+            .try_send(Request::Frame { claim, frame })
+            .is_ok()
     }
 
     pub async fn release(&self, claim: ClaimId) {
@@ -332,11 +337,9 @@ impl ChannelTask {
                     return;
                 }
                 if let Some(local) = &mut self.local {
-                    local.queue.extend(
-                        samples
-                            .chunks(FRAME_SAMPLES)
-                            .map(AudioFrame::from_slice),
-                    );
+                    local
+                        .queue
+                        .extend(samples.chunks(FRAME_SAMPLES).map(AudioFrame::from_slice));
                     local.done = Some(reply);
                     if local.queue.is_empty() {
                         self.finish_local(now);
@@ -531,7 +534,9 @@ impl ChannelTask {
                             let _ = done.send(match reason {
                                 TxEndReason::Released => Ok(()),
                                 TxEndReason::Preempted(by) => Err(TxError::Preempted(by.as_str())),
-                                TxEndReason::TimedOut => Err(TxError::TimedOut(self.tx_timeout.as_secs())),
+                                TxEndReason::TimedOut => {
+                                    Err(TxError::TimedOut(self.tx_timeout.as_secs()))
+                                }
                                 TxEndReason::NoLinks => Err(TxError::NoLinkUp),
                             });
                         }

@@ -21,6 +21,7 @@ use crate::station::Station;
 pub struct ApiContext {
     pub config: Arc<Config>,
     pub station: Station,
+    pub channels: Arc<crate::channel::Channels>,
 }
 
 /// Serves until `cancel` fires. The listener is bound by the caller so that

@@ -34,18 +34,19 @@ impl pb::station_service_server::StationService for StationApi {
                 since_ms: l.since_ms,
             })
             .collect();
-        let channels = self
-            .cx
-            .config
-            .channels
-            .iter()
-            .map(|c| pb::ChannelStatus {
+        let mut channels = Vec::new();
+        for c in &self.cx.config.channels {
+            let state = match self.cx.channels.get(&c.id) {
+                Some(h) => h.state().await,
+                None => "stopped",
+            };
+            channels.push(pb::ChannelStatus {
                 id: c.id.clone(),
                 name: c.name.clone().unwrap_or_else(|| c.id.clone()),
                 links: c.links.clone(),
-                state: "idle".into(),
-            })
-            .collect();
+                state: state.into(),
+            });
+        }
         Ok(Response::new(pb::StationStatus {
             station_id: station.station_id().to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),

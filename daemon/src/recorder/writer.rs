@@ -43,9 +43,7 @@ pub struct RecorderHandle {
 impl RecorderHandle {
     /// Starts a recording; frames follow with [`Self::frame`].
     pub fn start(&self, start: StartRecording) -> RecKey {
-        let key = self
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = self.commands.send(Command::Start(key, start));
         key
     }
@@ -102,7 +100,11 @@ impl Recorder {
         self,
         storage: Storage,
         bus: Bus,
-    ) -> (RecorderHandle, std::thread::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    ) -> (
+        RecorderHandle,
+        std::thread::JoinHandle<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let (tx, rx) = std_mpsc::channel::<Command>();
         let (report_tx, report_rx) = mpsc::unbounded_channel::<Report>();
         let thread = std::thread::Builder::new()
@@ -240,7 +242,10 @@ impl Recorder {
             };
             return result.map_err(|e| format!("cannot create {}: {e}", path.display()));
         }
-        Err(format!("no free file name for {stem} in {}", day_dir.display()))
+        Err(format!(
+            "no free file name for {stem} in {}",
+            day_dir.display()
+        ))
     }
 }
 
@@ -281,7 +286,9 @@ async fn indexer(storage: Storage, bus: Bus, mut reports: mpsc::UnboundedReceive
                     Ok(id) => {
                         rows.insert(key, (id, start, path));
                     }
-                    Err(e) => tracing::error!(error = %e, path = %path.display(), "cannot index recording"),
+                    Err(e) => {
+                        tracing::error!(error = %e, path = %path.display(), "cannot index recording")
+                    }
                 }
             }
             Report::Closed {
