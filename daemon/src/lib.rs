@@ -197,13 +197,31 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         config: config.clone(),
         station: station.clone(),
         channels: channels.clone(),
+        patches: channel::crosspatch::CrossPatches::default(),
+        storage: storage.clone(),
+        bus: bus.clone(),
+        roster: roster.clone(),
+        cancel: cancel.child_token(),
     };
     let grpc_cancel = cancel.child_token();
+    let grpc_grace = Duration::from_millis(config.daemon.shutdown_grace_ms / 2);
     tasks.add(
         "grpc".into(),
         tokio::spawn(async move {
-            if let Err(e) = grpc::serve(listener, cx, grpc_cancel).await {
-                tracing::error!(error = %e, "gRPC server failed");
+            let stopping = grpc_cancel.clone();
+            tokio::select! {
+                r = grpc::serve(listener, cx, grpc_cancel) => {
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "gRPC server failed");
+                    }
+                }
+                // Graceful shutdown waits for clients to hang up; a client
+                // that never does (hung, or unpolled) must not hold the
+                // daemon, so connections still open after half the grace
+                // time are dropped.
+                _ = async { stopping.cancelled().await; tokio::time::sleep(grpc_grace).await } => {
+                    tracing::warn!("closing gRPC connections that did not hang up");
+                }
             }
         }),
     );
@@ -252,6 +270,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     for sim in sims {
         let _ = tokio::time::timeout(grace, sim.join()).await;
     }
+    storage.close();
     drop(storage);
     drop(bus);
     // The storage thread finishes queued writes, checkpoints and exits.

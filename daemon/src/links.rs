@@ -58,6 +58,14 @@ pub struct SimSettings {
     /// Mean interval of background voice traffic; none when 0.
     #[serde(default)]
     pub background_mean_ms: u32,
+    /// First background transmission after this long (random when absent).
+    #[serde(default)]
+    pub background_first_ms: Option<u32>,
+    /// Length range of background transmissions.
+    #[serde(default = "default_talk_min")]
+    pub background_talk_min_ms: u32,
+    #[serde(default = "default_talk_max")]
+    pub background_talk_max_ms: u32,
     /// Ground-truth log (JSON lines), relative to the data dir.
     #[serde(default)]
     pub log: Option<std::path::PathBuf>,
@@ -77,6 +85,12 @@ fn default_late_delay() -> u32 {
 }
 fn default_roll_call_min() -> u32 {
     3000
+}
+fn default_talk_min() -> u32 {
+    1500
+}
+fn default_talk_max() -> u32 {
+    4000
 }
 
 fn parse<T: DeserializeOwned>(settings: Option<&Item>) -> Result<T, SettingsError> {
@@ -213,8 +227,13 @@ fn sim_station_config(
         }
     }
     let background = (s.background_mean_ms > 0).then(|| {
-        serde_json::from_value(serde_json::json!({ "mean_interval_ms": s.background_mean_ms }))
-            .expect("a minimal background config always parses")
+        serde_json::from_value(serde_json::json!({
+            "mean_interval_ms": s.background_mean_ms,
+            "first_after_ms": s.background_first_ms,
+            "talk_min_ms": s.background_talk_min_ms,
+            "talk_max_ms": s.background_talk_max_ms,
+        }))
+        .expect("a minimal background config always parses")
     });
     StationConfig {
         name: link_id.to_owned(),

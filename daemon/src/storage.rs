@@ -96,7 +96,11 @@ pub const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+enum Job {
+    Run(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Finish what is queued before this, checkpoint, stop.
+    Close,
+}
 
 /// Cloneable handle to the storage thread.
 #[derive(Clone)]
@@ -135,7 +139,10 @@ pub fn open(path: &Path) -> Result<(Storage, std::thread::JoinHandle<()>), Stora
         .name("rollcalld-sqlite".into())
         .spawn(move || {
             while let Some(job) = rx.blocking_recv() {
-                job(&mut conn);
+                match job {
+                    Job::Run(f) => f(&mut conn),
+                    Job::Close => break,
+                }
             }
             // Fold the WAL back into the main file on a clean stop.
             if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
@@ -192,6 +199,13 @@ impl Storage {
         &self.path
     }
 
+    /// Stops the storage thread after the jobs already queued, even if other
+    /// handles are still alive (a hung client connection, say); later calls
+    /// fail with [`StorageError::Closed`].
+    pub fn close(&self) {
+        let _ = self.jobs.send(Job::Close);
+    }
+
     /// Runs `f` on the storage thread and returns its result.
     pub async fn call<R, F>(&self, f: F) -> Result<R, StorageError>
     where
@@ -199,9 +213,9 @@ impl Storage {
         F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job = Job::Run(Box::new(move |conn| {
             let _ = tx.send(f(conn));
-        });
+        }));
         self.jobs.send(job).map_err(|_| StorageError::Closed)?;
         rx.await.map_err(|_| StorageError::Closed)?
     }

@@ -6,6 +6,7 @@
 //! Other modules reach a channel through the [`Transmitter`] trait, so the
 //! roll-call engine and the alert tracker can be tested without radios.
 
+pub mod crosspatch;
 pub mod machine;
 pub mod task;
 

@@ -64,12 +64,12 @@ links = ["police", "guards"]
     assert!(errs[1].starts_with("t.toml:6:"), "{}", errs[1]);
     assert!(errs[1].contains("grpc"), "{}", errs[1]);
     assert!(
-        errs[2].starts_with("t.toml:16:6: link[1].id: duplicate link id \"police\""),
+        errs[2].starts_with("t.toml:17:6: link[1].id: duplicate link id \"police\""),
         "{}",
         errs[2]
     );
     assert!(
-        errs[3].starts_with("t.toml:24:9: channel[0].links"),
+        errs[3].starts_with("t.toml:26:9: channel[0].links"),
         "{}",
         errs[3]
     );

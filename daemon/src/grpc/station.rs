@@ -3,6 +3,7 @@
 use rollcall_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use super::auth::caller;
 use super::ApiContext;
 use crate::station::LinkState;
 
@@ -55,5 +56,35 @@ impl pb::station_service_server::StationService for StationApi {
             channels,
             time_zone: station.time_zone().to_owned(),
         }))
+    }
+
+    async fn set_patch(
+        &self,
+        request: Request<pb::SetPatchRequest>,
+    ) -> Result<Response<pb::SetPatchResponse>, Status> {
+        let who = caller(&request);
+        let r = request.into_inner();
+        let active = self
+            .cx
+            .patches
+            .set(
+                &self.cx.channels,
+                &r.channel_a,
+                &r.channel_b,
+                r.enabled,
+                &self.cx.cancel,
+            )
+            .map_err(Status::invalid_argument)?;
+        self.cx
+            .storage
+            .audit(
+                &who.name,
+                if r.enabled { "patch_on" } else { "patch_off" },
+                &format!("{}<->{}", r.channel_a, r.channel_b),
+                "",
+            )
+            .await
+            .map_err(|e| Status::internal(format!("audit log: {e}")))?;
+        Ok(Response::new(pb::SetPatchResponse { active }))
     }
 }
