@@ -201,3 +201,47 @@ async fn hamlib_rigctl_ts2000_drives_simulated_cat_radio() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
     assert!(!radio.ptt(), "radio still keyed after T 0");
 }
+
+/// Hamlib's DRA818V backend (alpha in Hamlib 4.5) opens the module with
+/// connect, volume and set-group, and `F` sends a new group: our simulated
+/// SA818 must parse and accept every line Hamlib writes.
+#[tokio::test]
+async fn hamlib_dra818_model_configures_simulated_sa818() {
+    if !have("rigctl") {
+        eprintln!("SKIP: rigctl not installed (apt-get install libhamlib-utils)");
+        return;
+    }
+    let radio = rollcall_hw::sim::serial_radio::spawn_sa818_radio().unwrap();
+    let path = radio.path().to_string_lossy().into_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(["20", "rigctl", "-m", "31001", "-r", &path, "F", "145525000"])
+            .output()
+            .expect("run rigctl")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "rigctl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = radio.state();
+    eprintln!("radio received: {:?}", state.received);
+    assert!(
+        state.rejected.is_empty(),
+        "simulator rejected {:?}",
+        state.rejected
+    );
+    assert_eq!(
+        state.received.first().map(String::as_str),
+        Some("AT+DMOCONNECT")
+    );
+    assert!(state
+        .received
+        .iter()
+        .any(|l| l.starts_with("AT+DMOSETVOLUME=")));
+    let group = state.group.expect("no group set");
+    assert!((group.rx_mhz - 145.525).abs() < 1e-6, "{group:?}");
+    assert!((group.tx_mhz - 145.525).abs() < 1e-6, "{group:?}");
+}

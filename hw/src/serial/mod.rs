@@ -195,3 +195,109 @@ fn control_to_link(ev: ControlEvent) -> LinkEvent {
 fn default_baud() -> u32 {
     9600
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn parse(json: &str) -> Result<ControlConfig, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn modem_lines_config_defaults() {
+        let c = parse(r#"{"kind":"modem_lines","device":"/dev/ttyUSB0"}"#).unwrap();
+        assert_eq!(
+            c,
+            ControlConfig::ModemLines(lines::ModemLinesConfig {
+                device: PathBuf::from("/dev/ttyUSB0"),
+                baud: 9600,
+                ptt_lines: vec![lines::OutputLine::Rts],
+                ptt_invert: false,
+                cor_line: lines::CorLine::Dcd,
+                cor_invert: false,
+                lead_in_ms: 200,
+                tail_ms: 100,
+                debounce_ms: 40,
+                poll_ms: 10,
+            })
+        );
+        let c = parse(
+            r#"{"kind":"modem_lines","device":"/dev/ttyS0","ptt_lines":["rts","dtr"],"cor_line":"none","ptt_invert":true}"#,
+        )
+        .unwrap();
+        let ControlConfig::ModemLines(c) = c else {
+            panic!("wrong kind")
+        };
+        assert_eq!(c.keying().ptt_lines.len(), 2);
+        assert_eq!(c.keying().cor_line.input(), None);
+    }
+
+    #[test]
+    fn unknown_fields_and_values_are_rejected() {
+        let err =
+            parse(r#"{"kind":"modem_lines","device":"/dev/x","ptt_line":"rts"}"#).unwrap_err();
+        assert!(err.contains("unknown field `ptt_line`"), "{err}");
+        let err = parse(r#"{"kind":"modem_lines","device":"/dev/x","cor_line":"cd"}"#).unwrap_err();
+        assert!(err.contains("unknown variant `cd`"), "{err}");
+        let err = parse(r#"{"kind":"telepathy"}"#).unwrap_err();
+        assert!(err.contains("unknown variant `telepathy`"), "{err}");
+        let err = parse(r#"{"kind":"rigctld","addr":"127.0.0.1:4532","pol_ms":5}"#).unwrap_err();
+        assert!(err.contains("unknown field `pol_ms`"), "{err}");
+    }
+
+    #[test]
+    fn every_kind_parses_with_defaults() {
+        let c = parse(r#"{"kind":"cm108","product_id":316}"#).unwrap();
+        assert_eq!(
+            c,
+            ControlConfig::Cm108(cm108::Cm108Config {
+                product_id: Some(0x013c),
+                ..cm108::Cm108Config::default()
+            })
+        );
+        let c = parse(r#"{"kind":"svxlink_pty","path":"/run/radio"}"#).unwrap();
+        assert!(matches!(c, ControlConfig::SvxlinkPty(_)));
+        let c = parse(r#"{"kind":"cat","device":"/dev/ttyUSB1"}"#).unwrap();
+        assert_eq!(
+            c,
+            ControlConfig::Cat(cat::CatConfig::for_device("/dev/ttyUSB1"))
+        );
+        let c = parse(r#"{"kind":"rigctld","addr":"127.0.0.1:4532"}"#).unwrap();
+        assert_eq!(
+            c,
+            ControlConfig::Rigctld(rigctld::RigctldConfig::for_addr("127.0.0.1:4532"))
+        );
+        let c = parse(
+            r#"{"kind":"sa818","device":"/dev/ttyAMA0","group":{"tx_mhz":145.5,"rx_mhz":145.5,"rx_ctcss":88.5},
+                "keying":{"via":"lines","ptt_lines":["dtr"],"cor_line":"cts"}}"#,
+        )
+        .unwrap();
+        let ControlConfig::Sa818(s) = c else {
+            panic!("wrong kind")
+        };
+        assert_eq!(s.baud, 9600);
+        assert_eq!(s.group.squelch, 1);
+        assert_eq!(s.group.to_group().unwrap().rx_ctcss, 8);
+        let sa818::Sa818Keying::Lines(k) = &s.keying else {
+            panic!("wrong keying")
+        };
+        assert_eq!(k.cor_line, lines::CorLine::Cts);
+        assert_eq!(k.lead_in_ms, 200);
+        // Keying defaults to the port's lines; cm108 keying takes its fields.
+        let c = parse(
+            r#"{"kind":"sa818","device":"/dev/x","group":{"tx_mhz":433.0,"rx_mhz":433.0},"keying":{"via":"cm108","ptt_gpio":4}}"#,
+        )
+        .unwrap();
+        let ControlConfig::Sa818(s) = c else {
+            panic!("wrong kind")
+        };
+        assert!(matches!(s.keying, sa818::Sa818Keying::Cm108(ref g) if g.ptt_gpio == 4));
+        let err = parse(
+            r#"{"kind":"sa818","device":"/dev/x","group":{"tx_mhz":433.0,"rx_mhz":433.0},"keying":{"via":"lines","bogus":1}}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+    }
+}
