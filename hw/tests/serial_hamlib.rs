@@ -65,7 +65,7 @@ async fn keys_debian_rigctld_dummy_rig() {
         return;
     }
     let port = free_port();
-    let _rigctld = Child(
+    let rigctld = Child(
         Command::new("rigctld")
             .args([
                 "-m",
@@ -142,8 +142,18 @@ async fn keys_debian_rigctld_dummy_rig() {
             cor_changes += 1;
         }
     }
+    // rigctld going away ends the run with an error, so the supervisor
+    // reconnects.
+    drop(rigctld);
+    let result = tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("backend did not notice rigctld exit")
+        .unwrap();
+    assert!(
+        result.is_err(),
+        "backend ended cleanly after losing rigctld"
+    );
     cancel.cancel();
-    task.await.unwrap().unwrap();
 }
 
 #[tokio::test]

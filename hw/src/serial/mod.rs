@@ -300,4 +300,68 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("unknown field `bogus`"), "{err}");
     }
+
+    /// Echoes requested PTT back as keying events, like a radio with no
+    /// lead-in, and records what it saw.
+    struct EchoBackend {
+        seen: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+    }
+
+    impl ControlBackend for EchoBackend {
+        fn describe(&self) -> String {
+            "echo".into()
+        }
+        fn run<'a>(
+            &'a mut self,
+            io: &'a mut ControlIo,
+            cancel: CancellationToken,
+        ) -> BoxFuture<'a, Result<(), LinkError>> {
+            Box::pin(async move {
+                io.emit(ControlEvent::Up).await;
+                io.emit(ControlEvent::Cor(true)).await;
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        r = io.ptt.changed() => {
+                            if r.is_err() {
+                                return Err(LinkError::Protocol("ptt sender gone".into()));
+                            }
+                            let on = *io.ptt.borrow_and_update();
+                            self.seen.lock().unwrap().push(on);
+                            io.emit(ControlEvent::Ptt(on)).await;
+                        }
+                    }
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn control_link_forwards_commands_and_events() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut link = ControlLink::new(Box::new(EchoBackend { seen: seen.clone() }));
+        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (ev_tx, mut ev_rx) = mpsc::channel(8);
+        let mut io = DriverIo {
+            events: ev_tx,
+            commands: cmd_rx,
+        };
+        let cancel = CancellationToken::new();
+        let run_cancel = cancel.clone();
+        let task = tokio::spawn(async move { link.run(&mut io, run_cancel).await });
+        assert!(matches!(ev_rx.recv().await, Some(LinkEvent::Up)));
+        assert!(matches!(ev_rx.recv().await, Some(LinkEvent::Cor(true))));
+        cmd_tx
+            .send(LinkCommand::Transmit(crate::audio::AudioFrame::SILENCE))
+            .await
+            .unwrap();
+        cmd_tx.send(LinkCommand::Ptt(true)).await.unwrap();
+        assert!(matches!(ev_rx.recv().await, Some(LinkEvent::Ptt(true))));
+        // The daemon dropping its handle unkeys the transmitter.
+        drop(cmd_tx);
+        assert!(matches!(ev_rx.recv().await, Some(LinkEvent::Ptt(false))));
+        cancel.cancel();
+        task.await.unwrap().unwrap();
+        assert_eq!(*seen.lock().unwrap(), vec![true, false]);
+    }
 }
