@@ -7,6 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use rollcall_hw::serial::cat::{CatDecoder, Frame, IfReply};
 
 fuzz_target!(|data: &[u8]| {
+    let _ = IfReply::parse(&String::from_utf8_lossy(data));
     let split = data.first().map_or(0, |&b| b as usize).min(data.len());
     let mut decoder = CatDecoder::default();
     decoder.push(&data[..split]);

@@ -22,7 +22,11 @@ struct Running {
     task: JoinHandle<Result<(), rollcall_hw::link::LinkError>>,
 }
 
-fn start(mut backend: impl ControlBackend) -> Running {
+fn start(backend: impl ControlBackend) -> Running {
+    start_boxed(Box::new(backend))
+}
+
+fn start_boxed(mut backend: Box<dyn ControlBackend>) -> Running {
     let (ptt, ptt_rx) = watch::channel(false);
     let (ev_tx, events) = mpsc::channel(64);
     let cancel = CancellationToken::new();
@@ -270,4 +274,27 @@ async fn vanished_path_alone_is_noticed_within_two_seconds() {
     assert!(removed.elapsed() < Duration::from_secs(2));
     drop(radio);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn modem_lines_on_a_pty_fail_with_a_clear_error() {
+    // PTYs have no modem lines: the real tokio-serial path must say so
+    // instead of pretending to key.
+    let radio = spawn_svxlink_radio().unwrap();
+    let config: rollcall_hw::serial::ControlConfig = serde_json::from_value(serde_json::json!({
+        "kind": "modem_lines",
+        "device": radio.path(),
+    }))
+    .unwrap();
+    let mut run = start_boxed(rollcall_hw::serial::backend_from_config(&config));
+    let result = tokio::time::timeout(Duration::from_secs(5), &mut run.task)
+        .await
+        .expect("backend kept running on a PTY")
+        .unwrap();
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("has no modem lines"), "{err}");
+    assert!(
+        run.events.try_recv().is_err(),
+        "reported Up without modem lines"
+    );
 }

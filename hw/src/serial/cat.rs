@@ -128,6 +128,10 @@ impl IfReply {
     /// TX/RX, mode, VFO, scan, split, tone, tone number (2), shift.
     pub fn parse(params: &str) -> Result<IfReply, CatError> {
         let b = params.as_bytes();
+        // Byte offsets below are only char boundaries in ASCII text.
+        if let Some(&c) = b.iter().find(|c| !c.is_ascii()) {
+            return Err(CatError::NotPrintable(c));
+        }
         if b.len() != Self::PARAMS_LEN {
             return Err(CatError::BadIfLength(b.len()));
         }
@@ -527,6 +531,9 @@ mod tests {
     #[test]
     fn if_reply_errors() {
         assert_eq!(IfReply::parse("123"), Err(CatError::BadIfLength(3)));
+        // 35 bytes, but not 35 characters: must not slice inside a character.
+        let wide = format!("{}é", "0".repeat(33));
+        assert_eq!(IfReply::parse(&wide), Err(CatError::NotPrintable(0xc3)));
         let mut p = IfReply {
             frequency_hz: 1,
             transmitting: false,

@@ -554,6 +554,7 @@ impl ControlBackend for ModemLinesBackend {
                 return Ok(());
             }
             let mut port = port::open_serial(&device, self.config.baud)?;
+            port::check_modem_lines(&port, &device)?;
             let keying = self.config.keying();
             run_line_keying(&mut port, &keying, Some(&device), io, cancel).await
         })

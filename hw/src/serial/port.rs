@@ -38,6 +38,30 @@ pub fn open_serial(path: &Path, baud: u32) -> Result<SerialStream, LinkError> {
     Ok(port)
 }
 
+/// Fails with a clear error when the port has no modem lines (a PTY, or a
+/// device that is not a serial port); tokio-serial's own errors lose the
+/// errno, so this asks the kernel directly with `TIOCMGET`.
+pub fn check_modem_lines(port: &SerialStream, path: &Path) -> Result<(), LinkError> {
+    let mut bits: libc::c_int = 0;
+    // SAFETY: TIOCMGET writes one c_int through the pointer; the fd is open
+    // for as long as `port` is borrowed.
+    let rc = unsafe { libc::ioctl(port.as_raw_fd(), libc::TIOCMGET, &mut bits) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ENOTTY) || err.raw_os_error() == Some(libc::EINVAL) {
+        return Err(LinkError::Protocol(format!(
+            "{} has no modem lines (a PTY or not a serial port)",
+            path.display()
+        )));
+    }
+    Err(LinkError::Io {
+        what: path.display().to_string(),
+        source: err,
+    })
+}
+
 /// Resolves when `path` no longer exists. Returns the error a driver should
 /// end its run with.
 pub async fn watch_path(path: &Path) -> LinkError {

@@ -405,6 +405,7 @@ impl ControlBackend for Sa818Backend {
             configure(&mut port, &group, self.config.volume, timeout).await?;
             match &self.config.keying {
                 Sa818Keying::Lines(keying) => {
+                    port::check_modem_lines(&port, &device)?;
                     run_line_keying(&mut port, keying, Some(&device), io, cancel).await
                 }
                 Sa818Keying::Cm108(c) => {
