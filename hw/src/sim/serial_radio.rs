@@ -9,6 +9,15 @@
 //! line the client sent, or [`SimRadio::close`] the PTY to simulate an
 //! unplugged device. The radios use the same pure codecs as the backends in
 //! [`crate::serial`].
+//!
+//! What Hamlib 4.5 sends, logged against these radios (`tests/serial_hamlib.rs`):
+//! - `rigctl -m 2014` (TS-2000) for `f m t T 1 t`: `ID; PS; IF; AI; FA; FB; MD;
+//!   PS; TX;` then `ID; AI0; ID;` on close. It reads PTT from the `IF` answer
+//!   (byte 28) and caches it, so `t` sends nothing of its own.
+//! - `rigctl -m 31001` (DRA818V): `AT+DMOCONNECT`, `AT+DMOSETVOLUME=6`,
+//!   `AT+DMOSETGROUP=...` on open; `F` sends another `AT+DMOSETGROUP`.
+//!   Unknown input is answered `?;` (CAT) or ignored (AT) and recorded in
+//!   [`SimRadioState::rejected`].
 
 use std::io;
 use std::path::{Path, PathBuf};
