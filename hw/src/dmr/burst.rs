@@ -154,6 +154,13 @@ pub fn sync_field(burst: &[u8; BURST_LEN]) -> u64 {
     })
 }
 
+/// Overwrites the 48-bit sync field of a burst (e.g. voice sync in burst A).
+pub fn set_sync_field(burst: &mut [u8; BURST_LEN], pattern: u64) {
+    for i in 0..48 {
+        set_bit(burst, SYNC_START + i, pattern & (1 << (47 - i)) != 0);
+    }
+}
+
 impl DataBurst {
     /// Builds the 33-byte burst with the given 48-bit sync pattern
     /// (normally [`sync::BS_DATA`] from a master).
