@@ -183,7 +183,7 @@ async fn roll_call_over_20_radios_matches_ground_truth() {
         let slot = if radio % 2 == 0 { Slot::Two } else { Slot::One };
         jobs.spawn(async move {
             let outcome = checks
-                .radio_check(radio, slot, Duration::from_millis(250), 1)
+                .radio_check(radio, slot, Duration::from_millis(400), 1)
                 .await;
             (radio, outcome)
         });
@@ -281,17 +281,23 @@ async fn roll_call_over_20_radios_matches_ground_truth() {
         );
     }
 
-    // Every answer was also reported as a radio-check ANI.
-    let ack_anis: BTreeSet<u32> = events
-        .snapshot()
-        .iter()
-        .filter_map(|e| match e {
-            LinkEvent::Ani(a) if a.op == AniOp::RadioCheckAck => a.unit.parse().ok(),
-            _ => None,
-        })
-        .collect();
+    // Every answer was also reported as a radio-check ANI (the collector
+    // may still be draining the event queue, so poll).
     let answered: BTreeSet<u32> = present.difference(&heard_by_voice).copied().collect();
-    assert_eq!(ack_anis, answered);
+    let ack_anis = |events: &[LinkEvent]| -> BTreeSet<u32> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                LinkEvent::Ani(a) if a.op == AniOp::RadioCheckAck => a.unit.parse().ok(),
+                _ => None,
+            })
+            .collect()
+    };
+    events
+        .wait_until("a radio-check ANI per answer", Duration::from_secs(2), |e| {
+            ack_anis(e) == answered
+        })
+        .await;
 
     // The hotspot leaves: the link reports down (its last peer closed).
     hotspot_cancel.cancel();
@@ -329,5 +335,67 @@ async fn wrong_password_is_refused_and_link_stays_down() {
     }
     assert!(!hotspot.is_logged_in());
     assert!(!events.snapshot().iter().any(|e| matches!(e, LinkEvent::Up)));
+    cancel.cancel();
+}
+
+/// A hand-driven peer on a raw socket: logs in, goes silent, and the link
+/// must report it down (peer silent) and come back on the same port.
+#[tokio::test]
+async fn silent_peer_times_out_and_link_comes_back_on_the_same_port() {
+    use rollcall_hw::dmr::master::login_digest;
+    use rollcall_hw::dmr::{Message, PeerConfig};
+
+    let cancel = CancellationToken::new();
+    let mut config = HomebrewConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![PeerCredentials { id: PEER_ID, password: PASSWORD.into() }],
+    );
+    config.ping_timeout = Duration::from_millis(300);
+    let (mut link, _checks) = HomebrewLink::new(config);
+    let addr = link.bind().unwrap();
+    let backoff = Backoff { initial: Duration::from_millis(20), ..Backoff::default() };
+    let (_handle, rx, _task) = spawn_supervised("dmr", Box::new(link), backoff, cancel.clone());
+    let events = Collected::spawn(rx);
+
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Resends like a real peer: right after a restart the port is briefly
+    // closed (the supervisor's back-off) and the first datagram is lost.
+    let exchange = |message: Message| {
+        let peer = &peer;
+        async move {
+            let mut buf = [0u8; 512];
+            for _ in 0..10 {
+                peer.send_to(&message.to_bytes(), addr).await.unwrap();
+                if let Ok(Ok((len, _))) =
+                    tokio::time::timeout(Duration::from_millis(200), peer.recv_from(&mut buf)).await
+                {
+                    return Message::parse(&buf[..len]).unwrap();
+                }
+            }
+            panic!("master never answered {}", message.command());
+        }
+    };
+    for round in 0..2 {
+        let Message::Ack { value: salt } = exchange(Message::Login { peer: PEER_ID }).await else {
+            panic!("round {round}: no salt")
+        };
+        let digest = login_digest(salt, PASSWORD);
+        assert_eq!(exchange(Message::Key { peer: PEER_ID, digest }).await, Message::Ack { value: PEER_ID });
+        let config = Box::new(PeerConfig { callsign: "RAW".into(), ..PeerConfig::default() });
+        assert_eq!(exchange(Message::Config { peer: PEER_ID, config }).await, Message::Ack { value: PEER_ID });
+        assert_eq!(exchange(Message::Ping { peer: PEER_ID }).await, Message::Pong { peer: PEER_ID });
+        let ups = round + 1;
+        events
+            .wait_until("link up", Duration::from_secs(2), |e| {
+                e.iter().filter(|e| matches!(e, LinkEvent::Up)).count() == ups
+            })
+            .await;
+        // Silence: the link drops the peer after 300 ms and goes down.
+        events
+            .wait_until("link down after silence", Duration::from_secs(3), |e| {
+                e.iter().filter(|e| matches!(e, LinkEvent::Down { reason, .. } if reason.contains("silent"))).count() == ups
+            })
+            .await;
+    }
     cancel.cancel();
 }
