@@ -21,6 +21,33 @@
 //!
 //! Parsers never panic on any input; every rejection is an error value that
 //! names what was wrong.
+//!
+//! # Using it from the daemon
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use rollcall_hw::dmr::{HomebrewConfig, HomebrewLink, PeerCredentials, RadioCheckOutcome, Slot};
+//! use rollcall_hw::link::{spawn_supervised, Backoff};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = HomebrewConfig::new(
+//!     "0.0.0.0:62030".parse()?,
+//!     vec![PeerCredentials { id: 460_0001, password: "passw0rd".into() }],
+//! );
+//! config.validate().map_err(|problems| problems.join("; "))?;
+//! let (link, radio_checks) = HomebrewLink::new(config);
+//! let cancel = tokio_util::sync::CancellationToken::new();
+//! let (_handle, mut events, _task) =
+//!     spawn_supervised("dmr-1", Box::new(link), Backoff::default(), cancel.clone());
+//! // events: Up, Cor(true/false), Ani { kind: Dmr, unit: "2300001", .. }, Down
+//! match radio_checks.radio_check(2_300_001, Slot::One, Duration::from_millis(1500), 2).await? {
+//!     RadioCheckOutcome::Answered { attempts, after, .. } => println!("present ({attempts}, {after:?})"),
+//!     RadioCheckOutcome::NoAnswer { .. } | RadioCheckOutcome::NoPeer { .. } => println!("no answer"),
+//! }
+//! # let _ = events.recv().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod burst;
 pub mod csbk;

@@ -811,6 +811,12 @@ mod tests {
             Message::parse(b"HELLO\x00\x01").unwrap_err().to_string(),
             "unknown command `HELLO\\x00\\x01`"
         );
+        let mut oversized_ping = b"RPTPING\x00\x00\x00\x07".to_vec();
+        oversized_ping.extend_from_slice(&[0; 1000]);
+        assert_eq!(
+            Message::parse(&oversized_ping).unwrap_err().to_string(),
+            "RPTPING is 1011 bytes, expected 11"
+        );
         assert!(matches!(
             Message::parse(b"RPTL\x00\x00"),
             Err(WireError::Length {
