@@ -193,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn radio_check_ack_swaps_nothing_but_the_mark() {
+    fn radio_check_ack_golden_bytes() {
         let ack = Csbk::radio_check(RadioCheck::Ack {
             radio: 2_300_001,
             checker: 9990,
@@ -217,6 +217,26 @@ mod tests {
             Csbk::from_bytes(&bytes),
             Err(CsbkError::Crc { .. })
         ));
+    }
+
+    /// The radio-check request of [`REQUEST`] as a complete burst with colour
+    /// code 1 and BS data sync. ok-dmrlib (`hw/tests/dmr_csbk_check.py`) reads
+    /// these bytes as sync BsSourcedData, CC 1, CSBK, CRC valid, opcode 0x24,
+    /// FID 0x10, ids 2300001 / 9990.
+    const REQUEST_BURST: [u8; 33] = [
+        0x00, 0x73, 0x89, 0xFE, 0x37, 0xF8, 0x9B, 0xEC, 0x34, 0x70, 0x98, 0x40, 0x84, 0xCD, 0xFF,
+        0x57, 0xD7, 0x5D, 0xF5, 0xDA, 0xCA, 0x37, 0x27, 0x18, 0xE6, 0x58, 0x45, 0x07, 0x24, 0x0A,
+        0x1C, 0x91, 0x38,
+    ];
+
+    #[test]
+    fn radio_check_request_golden_burst() {
+        let csbk = Csbk::radio_check(RadioCheck::Request {
+            radio: 2_300_001,
+            checker: 9990,
+        });
+        assert_eq!(csbk.to_burst(1), REQUEST_BURST);
+        assert_eq!(Csbk::from_burst(&REQUEST_BURST), Ok((csbk, 1)));
     }
 
     #[test]

@@ -835,6 +835,43 @@ mod tests {
     }
 
     #[test]
+    fn random_dmrd_values_round_trip() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        for _ in 0..2000 {
+            let frame = match rng.random_range(0..3) {
+                0 => FrameType::VoiceSync,
+                1 => FrameType::Voice {
+                    n: rng.random_range(0..=5),
+                },
+                _ => FrameType::Data(DataType::from_bits(rng.random())),
+            };
+            let mut burst = [0u8; BURST_LEN];
+            rng.fill(&mut burst[..]);
+            let repr = DmrdRepr {
+                seq: rng.random(),
+                source: rng.random_range(0..=0xFF_FFFF),
+                destination: rng.random_range(0..=0xFF_FFFF),
+                repeater_id: rng.random(),
+                slot: if rng.random() { Slot::One } else { Slot::Two },
+                call_type: if rng.random() {
+                    CallType::Group
+                } else {
+                    CallType::Private
+                },
+                frame,
+                stream_id: rng.random(),
+                burst,
+                ber: rng.random(),
+                rssi: rng.random(),
+            };
+            let bytes = repr.to_bytes();
+            let packet = DmrdPacket::new_checked(&bytes[..]).expect("emitted packet is valid");
+            assert_eq!(DmrdRepr::parse(&packet), repr);
+        }
+    }
+
+    #[test]
     fn every_message_round_trips() {
         let mut repr =
             DmrdRepr::parse(&DmrdPacket::new_checked(&voice_header_bytes()[..]).unwrap());
