@@ -275,6 +275,15 @@ pub struct Master {
     events: VecDeque<MasterEvent>,
 }
 
+/// Longest wait the master schedules; longer configured durations are
+/// clamped so `Instant` arithmetic cannot overflow.
+const MAX_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `at + wait`, with `wait` clamped to [`MAX_WAIT`].
+fn after(at: Instant, wait: Duration) -> Instant {
+    at + wait.min(MAX_WAIT)
+}
+
 fn password_digest(salt: &[u8; 4], password: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(salt);
@@ -706,7 +715,7 @@ impl Master {
             };
             check.attempts = 1;
             check.started = Some(now);
-            check.deadline = Some(now + check.request.timeout);
+            check.deadline = Some(after(now, check.request.timeout));
             let request = check.request;
             self.send_radio_check(&request);
         }
@@ -756,11 +765,11 @@ impl Master {
     /// The next instant [`Master::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let peers = self.peers.values().flat_map(|p| {
-            std::iter::once(p.last_heard + self.config.ping_timeout).chain(
+            std::iter::once(after(p.last_heard, self.config.ping_timeout)).chain(
                 p.calls
                     .iter()
                     .flatten()
-                    .map(|c| c.last_frame + self.config.stream_timeout),
+                    .map(|c| after(c.last_frame, self.config.stream_timeout)),
             )
         });
         let checks = self.checks.iter().filter_map(|c| c.deadline);
@@ -773,7 +782,7 @@ impl Master {
         let silent: Vec<u32> = self
             .peers
             .iter()
-            .filter(|(_, p)| now >= p.last_heard + ping_timeout)
+            .filter(|(_, p)| now >= after(p.last_heard, ping_timeout))
             .map(|(id, _)| *id)
             .collect();
         for peer in silent {
@@ -784,7 +793,7 @@ impl Master {
         let mut ended = Vec::new();
         for peer in self.peers.values_mut() {
             for slot in peer.calls.iter_mut() {
-                if slot.is_some_and(|c| now >= c.last_frame + stream_timeout) {
+                if slot.is_some_and(|c| now >= after(c.last_frame, stream_timeout)) {
                     ended.extend(slot.take());
                 }
             }
@@ -806,7 +815,7 @@ impl Master {
             let check = &mut self.checks[i];
             if check.attempts <= check.request.retries && have_peers {
                 check.attempts += 1;
-                check.deadline = Some(now + check.request.timeout);
+                check.deadline = Some(after(now, check.request.timeout));
                 let request = check.request;
                 self.send_radio_check(&request);
             } else {

@@ -700,3 +700,20 @@ fn relogin_replaces_the_session_and_close_says_goodbye() {
         vec![(addr(5002), Message::MasterClose { peer: PEER })]
     );
 }
+
+#[test]
+fn absurd_durations_are_clamped_not_overflowed() {
+    let mut rig = Rig::new();
+    rig.master.config.ping_timeout = Duration::MAX;
+    rig.login(addr(5000), PEER, PASSWORD);
+    let request = RadioCheckRequest {
+        radio_id: 5,
+        slot: Slot::One,
+        timeout: Duration::MAX,
+        retries: u32::MAX,
+    };
+    rig.master.start_radio_check(rig.now, request).unwrap();
+    assert!(rig.master.poll_timeout().is_some_and(|t| t > rig.now));
+    rig.advance(Duration::from_secs(3600));
+    assert_eq!(rig.master.logged_in_peers(), vec![PEER]);
+}

@@ -53,6 +53,12 @@ pub enum WireError {
     FrameType(u8),
     #[error("DMRD voice frame number {0} is out of range 0-5")]
     VoiceFrameNumber(u8),
+    #[error("a {len}-byte buffer cannot hold {command}, which needs {needed}")]
+    BufferTooSmall {
+        command: &'static str,
+        len: usize,
+        needed: usize,
+    },
 }
 
 /// A TDMA time slot.
@@ -304,10 +310,18 @@ impl DmrdRepr {
             }
     }
 
-    /// The 55-byte packet. Ids wider than their field are truncated (source
-    /// and destination are 24-bit on the wire).
-    pub fn to_bytes(&self) -> [u8; DMRD_LEN] {
-        let mut b = [0u8; DMRD_LEN];
+    /// Writes the packet into the start of `buffer`, returning its length
+    /// (55). Ids wider than their field are truncated (source and
+    /// destination are 24-bit on the wire).
+    pub fn emit(&self, buffer: &mut [u8]) -> Result<usize, WireError> {
+        let len = buffer.len();
+        let b = buffer
+            .get_mut(..DMRD_LEN)
+            .ok_or(WireError::BufferTooSmall {
+                command: "DMRD",
+                len,
+                needed: DMRD_LEN,
+            })?;
         b[field::MAGIC].copy_from_slice(b"DMRD");
         b[field::SEQ] = self.seq;
         b[field::SOURCE].copy_from_slice(&self.source.to_be_bytes()[1..]);
@@ -318,6 +332,14 @@ impl DmrdRepr {
         b[field::BURST].copy_from_slice(&self.burst);
         b[field::BER] = self.ber;
         b[field::RSSI] = self.rssi;
+        Ok(DMRD_LEN)
+    }
+
+    /// The 55-byte packet (see [`DmrdRepr::emit`]).
+    pub fn to_bytes(&self) -> [u8; DMRD_LEN] {
+        let mut b = [0u8; DMRD_LEN];
+        // Cannot fail: the array has exactly the needed length.
+        let _ = self.emit(&mut b);
         b
     }
 }
@@ -568,6 +590,22 @@ impl Message {
             Message::MasterClose { .. } => "MSTCL",
             Message::Data(_) => "DMRD",
         }
+    }
+
+    /// Writes the datagram into the start of `buffer`, returning its length
+    /// ([`Message::buffer_len`]).
+    pub fn emit(&self, buffer: &mut [u8]) -> Result<usize, WireError> {
+        let bytes = self.to_bytes();
+        let len = buffer.len();
+        buffer
+            .get_mut(..bytes.len())
+            .ok_or(WireError::BufferTooSmall {
+                command: self.command(),
+                len,
+                needed: bytes.len(),
+            })?
+            .copy_from_slice(&bytes);
+        Ok(bytes.len())
     }
 
     /// The datagram bytes. Option text longer than [`MAX_OPTIONS_LEN`] is
@@ -901,6 +939,13 @@ mod tests {
         for message in messages {
             let bytes = message.to_bytes();
             assert_eq!(bytes.len(), message.buffer_len(), "{}", message.command());
+            let mut buffer = [0xEE; 400];
+            assert_eq!(message.emit(&mut buffer), Ok(bytes.len()));
+            assert_eq!(&buffer[..bytes.len()], &bytes[..]);
+            assert!(matches!(
+                message.emit(&mut buffer[..bytes.len() - 1]),
+                Err(WireError::BufferTooSmall { .. })
+            ));
             assert_eq!(Message::parse(&bytes), Ok(message));
         }
     }
