@@ -206,7 +206,9 @@ impl HotspotHandle {
     }
 }
 
-/// Starts the hotspot task; it runs until `cancel` fires (then sends `RPTCL`).
+/// Starts the hotspot task on the current tokio runtime; it binds an
+/// ephemeral loopback port, logs in, and runs until `cancel` fires (then sends
+/// `RPTCL`).
 pub fn spawn(config: HotspotConfig, cancel: CancellationToken) -> HotspotHandle {
     let (tx, rx) = mpsc::channel(64);
     let (up_tx, up_rx) = watch::channel(false);
