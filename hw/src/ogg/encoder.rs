@@ -19,19 +19,22 @@ use super::page::{
 use super::{RecordingError, RecordingSummary};
 
 /// Audio packets per page: 50 × 20 ms = 1 s, so a crash loses at most one
-/// second, while page overhead stays near 5 % at 12 kbit/s (one page per
-/// packet would cost about 90 %).
+/// second, while page overhead stays near 7 % for speech at 12 kbit/s VBR
+/// (measured by the `recorder_cost` bench; one page per packet would cost
+/// about 90 %).
 pub const PACKETS_PER_PAGE: usize = 50;
 /// Opus granule positions always count at 48 kHz.
 pub const GRANULE_RATE: u32 = 48_000;
 /// 48 kHz samples in one 20 ms frame.
 pub const GRANULE_PER_FRAME: u64 = (GRANULE_RATE / 1000 * crate::audio::FRAME_MS) as u64;
-/// Narrowband speech at 12 kbit/s is transparent for FM radio audio, which
-/// carries 300–3000 Hz; higher rates only store more noise.
+/// 12 kbit/s is where narrowband SILK speech stops improving audibly; FM
+/// radio audio carries only 300–3000 Hz, so more bits mostly store noise.
+/// About 130 MB per channel-day at 100 % duty.
 pub const DEFAULT_BITRATE_BPS: i32 = 12_000;
-/// Complexity 5 costs about 4.5 ms CPU per audio-second at 8 kHz against
-/// about 7 ms at 10 (≈ 220 vs 140 channels per core), while narrowband SILK
-/// quality barely changes; see `hw/benches/recorder_cost.rs`.
+/// Complexity 5 costs about half the CPU of 10 (measured by the
+/// `recorder_cost` bench: 2.9 vs 5.2 ms per audio-second, ≈ 350 vs 190
+/// channels per core) while narrowband SILK quality barely changes, so a
+/// station recording every channel keeps headroom for decoders and patches.
 pub const DEFAULT_COMPLEXITY: i32 = 5;
 /// The largest Opus packet holding one frame (RFC 6716 §3.2.1).
 const MAX_OPUS_PACKET: usize = 1275;
