@@ -115,6 +115,32 @@ fn writer_dropped_without_finish_is_repaired() {
 }
 
 #[test]
+fn forced_page_flush_keeps_audio_of_a_stalled_transmission() {
+    if !have_tool("opusinfo") || !have_tool("opusdec") {
+        return;
+    }
+    let dir = TempDir::new("flush");
+    let path = dir.join("flush.opus");
+    let mut writer = RecordingWriter::create(&path, &tags(Direction::Rx), None, 5).expect("create");
+    let audio = speech_like(40);
+    for f in &audio[..30] {
+        writer.push_frame(f).expect("push");
+    }
+    // Frames stalled: the caller forces the 600 ms so far to disk.
+    writer.flush_page().expect("flush");
+    for f in &audio[30..] {
+        writer.push_frame(f).expect("push");
+    }
+    drop(writer);
+    let decoded = repair_and_check(&path, 40);
+    assert_eq!(
+        repair(&path).expect("repair").duration_ms,
+        (30 * 960 - 312) / 48
+    );
+    assert!(duration_ms(decoded.len()).abs_diff(600) <= 10);
+}
+
+#[test]
 fn file_with_only_headers_is_closed_with_no_audio() {
     if !have_tool("opusinfo") || !have_tool("opusdec") {
         return;

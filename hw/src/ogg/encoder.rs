@@ -229,6 +229,15 @@ impl OggOpusMuxer {
         Ok(())
     }
 
+    /// Writes the packets gathered so far as a page now, without waiting for
+    /// the page to fill (for a caller whose frames stall mid-transmission and
+    /// who still wants the audio on disk). Does nothing when none are pending.
+    pub fn flush_page(&mut self, out: &mut Vec<u8>) {
+        if !self.finished {
+            self.flush(0, self.granule, out);
+        }
+    }
+
     /// The tags page again with a new packet of the same length, and its
     /// offset from the start of the stream, to overwrite it in place.
     pub fn rewrite_tags_page(&self, tags_packet: &[u8]) -> Result<(u64, Vec<u8>), RecordingError> {
@@ -396,6 +405,14 @@ impl OggOpusEncoder {
         Ok(())
     }
 
+    /// Appends the packets encoded so far as a page now; see
+    /// [`OggOpusMuxer::flush_page`].
+    pub fn flush_page(&mut self, out: &mut Vec<u8>) -> Result<(), RecordingError> {
+        let stream = self.stream.as_mut().ok_or(RecordingError::NotStarted)?;
+        stream.muxer.flush_page(out);
+        Ok(())
+    }
+
     /// The comment header page rewritten with `ANI=<ani>` and its offset in
     /// the stream: write it over the old one (same length) when the calling
     /// unit is identified after the recording started, e.g. by EOT PTT-ID.
@@ -545,6 +562,27 @@ mod tests {
         assert_eq!(p[1].completed_packets(), 2);
         assert!(p[1].is_eos());
         assert!(p.iter().all(|p| p.granule_position() != NO_GRANULE));
+    }
+
+    #[test]
+    fn forced_flush_writes_a_short_page_and_keeps_granules_consistent() {
+        let mut out = Vec::new();
+        let mut m = muxer(50, &mut out);
+        let headers = out.len();
+        m.flush_page(&mut out);
+        assert_eq!(out.len(), headers, "nothing pending, no empty page");
+        for _ in 0..7 {
+            m.push_packet(&[3; 20], 960, &mut out).expect("push");
+        }
+        m.flush_page(&mut out);
+        for _ in 0..50 {
+            m.push_packet(&[4; 20], 960, &mut out).expect("push");
+        }
+        m.finish(&[5; 20], 960, 58 * 960, &mut out).expect("finish");
+        let p = pages(&out[headers..]);
+        let granules: Vec<_> = p.iter().map(|p| p.granule_position()).collect();
+        assert_eq!(granules, [7 * 960, 57 * 960, 58 * 960]);
+        assert_eq!(p[0].completed_packets(), 7);
     }
 
     #[test]

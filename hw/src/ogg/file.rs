@@ -88,6 +88,14 @@ impl RecordingWriter {
         self.write_pending()
     }
 
+    /// Writes the audio encoded so far to the OS now instead of at the next
+    /// full page; for a caller whose frames stop arriving mid-transmission.
+    pub fn flush_page(&mut self) -> Result<(), RecordingError> {
+        self.check_usable()?;
+        self.encoder.flush_page(&mut self.pending)?;
+        self.write_pending()
+    }
+
     /// Records the calling unit's identity in the file's `ANI=` tag, in place
     /// (for an ANI decoded after the recording started, e.g. EOT PTT-ID).
     pub fn set_ani(&mut self, ani: &str) -> Result<(), RecordingError> {
@@ -143,7 +151,8 @@ impl RecordingWriter {
 
 /// Closes a recording a crash left open: cuts any partial trailing page, sets
 /// the end-of-stream flag on the last complete page (recomputing its CRC) and
-/// syncs. A file that already ends cleanly is left as it is. The outcome's
+/// syncs. A file that already ends cleanly is left as it is. The file is read
+/// whole: a recording is a few MB at most (an hour at 12 kbit/s is 5.4 MB). The outcome's
 /// duration is what the daemon indexes. Files whose header pages are damaged
 /// hold no audio and give [`RecordingError::Unrecoverable`].
 pub fn repair(path: impl AsRef<Path>) -> Result<RepairOutcome, RecordingError> {
