@@ -19,19 +19,22 @@ use super::page::{
 use super::{RecordingError, RecordingSummary};
 
 /// Audio packets per page: 50 × 20 ms = 1 s, so a crash loses at most one
-/// second, while page overhead stays near 5 % at 12 kbit/s (one page per
-/// packet would cost about 90 %).
+/// second, while page overhead stays near 7 % for speech at 12 kbit/s VBR
+/// (measured by the `recorder_cost` bench; one page per packet would cost
+/// about 90 %).
 pub const PACKETS_PER_PAGE: usize = 50;
 /// Opus granule positions always count at 48 kHz.
 pub const GRANULE_RATE: u32 = 48_000;
 /// 48 kHz samples in one 20 ms frame.
 pub const GRANULE_PER_FRAME: u64 = (GRANULE_RATE / 1000 * crate::audio::FRAME_MS) as u64;
-/// Narrowband speech at 12 kbit/s is transparent for FM radio audio, which
-/// carries 300–3000 Hz; higher rates only store more noise.
+/// 12 kbit/s is where narrowband SILK speech stops improving audibly; FM
+/// radio audio carries only 300–3000 Hz, so more bits mostly store noise.
+/// About 130 MB per channel-day at 100 % duty.
 pub const DEFAULT_BITRATE_BPS: i32 = 12_000;
-/// Complexity 5 costs about 4.5 ms CPU per audio-second at 8 kHz against
-/// about 7 ms at 10 (≈ 220 vs 140 channels per core), while narrowband SILK
-/// quality barely changes; see `hw/benches/recorder_cost.rs`.
+/// Complexity 5 costs about half the CPU of 10 (measured by the
+/// `recorder_cost` bench: 2.9 vs 5.2 ms per audio-second, ≈ 350 vs 190
+/// channels per core) while narrowband SILK quality barely changes, so a
+/// station recording every channel keeps headroom for decoders and patches.
 pub const DEFAULT_COMPLEXITY: i32 = 5;
 /// The largest Opus packet holding one frame (RFC 6716 §3.2.1).
 const MAX_OPUS_PACKET: usize = 1275;
@@ -226,6 +229,15 @@ impl OggOpusMuxer {
         Ok(())
     }
 
+    /// Writes the packets gathered so far as a page now, without waiting for
+    /// the page to fill (for a caller whose frames stall mid-transmission and
+    /// who still wants the audio on disk). Does nothing when none are pending.
+    pub fn flush_page(&mut self, out: &mut Vec<u8>) {
+        if !self.finished {
+            self.flush(0, self.granule, out);
+        }
+    }
+
     /// The tags page again with a new packet of the same length, and its
     /// offset from the start of the stream, to overwrite it in place.
     pub fn rewrite_tags_page(&self, tags_packet: &[u8]) -> Result<(u64, Vec<u8>), RecordingError> {
@@ -393,6 +405,14 @@ impl OggOpusEncoder {
         Ok(())
     }
 
+    /// Appends the packets encoded so far as a page now; see
+    /// [`OggOpusMuxer::flush_page`].
+    pub fn flush_page(&mut self, out: &mut Vec<u8>) -> Result<(), RecordingError> {
+        let stream = self.stream.as_mut().ok_or(RecordingError::NotStarted)?;
+        stream.muxer.flush_page(out);
+        Ok(())
+    }
+
     /// The comment header page rewritten with `ANI=<ani>` and its offset in
     /// the stream: write it over the old one (same length) when the calling
     /// unit is identified after the recording started, e.g. by EOT PTT-ID.
@@ -542,6 +562,27 @@ mod tests {
         assert_eq!(p[1].completed_packets(), 2);
         assert!(p[1].is_eos());
         assert!(p.iter().all(|p| p.granule_position() != NO_GRANULE));
+    }
+
+    #[test]
+    fn forced_flush_writes_a_short_page_and_keeps_granules_consistent() {
+        let mut out = Vec::new();
+        let mut m = muxer(50, &mut out);
+        let headers = out.len();
+        m.flush_page(&mut out);
+        assert_eq!(out.len(), headers, "nothing pending, no empty page");
+        for _ in 0..7 {
+            m.push_packet(&[3; 20], 960, &mut out).expect("push");
+        }
+        m.flush_page(&mut out);
+        for _ in 0..50 {
+            m.push_packet(&[4; 20], 960, &mut out).expect("push");
+        }
+        m.finish(&[5; 20], 960, 58 * 960, &mut out).expect("finish");
+        let p = pages(&out[headers..]);
+        let granules: Vec<_> = p.iter().map(|p| p.granule_position()).collect();
+        assert_eq!(granules, [7 * 960, 57 * 960, 58 * 960]);
+        assert_eq!(p[0].completed_packets(), 7);
     }
 
     #[test]

@@ -48,8 +48,10 @@ impl RecordingWriter {
         Self::with_encoder(path, tags, OggOpusEncoder::new(settings)?)
     }
 
-    /// As [`Self::create`] with an encoder that is reused from an earlier
-    /// recording (get it back with [`Self::finish_and_recycle`]).
+    /// As [`Self::create`] with an encoder reused from an earlier recording
+    /// (get it back with [`Self::finish_and_recycle`]): resetting one costs
+    /// about 2 µs against about 38 µs for a new libopus state. Any stream the
+    /// encoder was still in is dropped.
     pub fn with_encoder(
         path: impl AsRef<Path>,
         tags: &RecordingTags,
@@ -83,6 +85,14 @@ impl RecordingWriter {
     pub fn push_frame(&mut self, frame: &AudioFrame) -> Result<(), RecordingError> {
         self.check_usable()?;
         self.encoder.push_frame(frame, &mut self.pending)?;
+        self.write_pending()
+    }
+
+    /// Writes the audio encoded so far to the OS now instead of at the next
+    /// full page; for a caller whose frames stop arriving mid-transmission.
+    pub fn flush_page(&mut self) -> Result<(), RecordingError> {
+        self.check_usable()?;
+        self.encoder.flush_page(&mut self.pending)?;
         self.write_pending()
     }
 
@@ -141,7 +151,8 @@ impl RecordingWriter {
 
 /// Closes a recording a crash left open: cuts any partial trailing page, sets
 /// the end-of-stream flag on the last complete page (recomputing its CRC) and
-/// syncs. A file that already ends cleanly is left as it is. The outcome's
+/// syncs. A file that already ends cleanly is left as it is. The file is read
+/// whole: a recording is a few MB at most (an hour at 12 kbit/s is 5.4 MB). The outcome's
 /// duration is what the daemon indexes. Files whose header pages are damaged
 /// hold no audio and give [`RecordingError::Unrecoverable`].
 pub fn repair(path: impl AsRef<Path>) -> Result<RepairOutcome, RecordingError> {

@@ -11,7 +11,7 @@
 //!   (20 ms frames → libopus → pages), both writing into a `Vec<u8>`.
 //! - [`stream`]: [`RecordingInfo`] (a whole file checked and summarised) and
 //!   [`RepairPlan`] (what to cut and rewrite in a crash-truncated file).
-//! - [`file`]: the thin file shell — [`RecordingWriter`], [`repair`] and
+//! - [`file`](mod@file): the thin file shell — [`RecordingWriter`], [`repair`] and
 //!   [`read_summary`].
 //!
 //! **Invariants:** parsing never panics on any input; pages are written whole

@@ -1,5 +1,6 @@
 //! Ogg pages (RFC 3533): a checked zero-copy view ([`OggPage`]), a reader that
-//! walks a byte buffer page by page ([`OggPageReader`]), and page emission.
+//! walks a byte buffer page by page ([`OggPageReader`]), and page emission
+//! (crate-internal; [`super::OggOpusMuxer`] is the public writer).
 //!
 //! Parsing is pure and never panics: every accessor of an [`OggPage`] reads
 //! inside bounds proven by [`OggPage::parse`]. A buffer that merely ends too
@@ -275,7 +276,7 @@ impl<'a> Iterator for OggPageReader<'a> {
 
 /// The header fields of a page to emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageHeader {
+pub(crate) struct PageHeader {
     pub header_type: u8,
     pub granule_position: i64,
     pub serial: u32,
@@ -285,20 +286,20 @@ pub struct PageHeader {
 /// Appends the lacing values for one whole packet of `len` bytes: as many 255s
 /// as fit, then the remainder (0 when `len` is a multiple of 255, so the packet
 /// visibly ends).
-pub fn push_lacing(lacing: &mut Vec<u8>, len: usize) {
+pub(crate) fn push_lacing(lacing: &mut Vec<u8>, len: usize) {
     lacing.extend(std::iter::repeat_n(255u8, len / 255));
     lacing.push((len % 255) as u8);
 }
 
 /// Number of lacing values a whole packet of `len` bytes needs.
-pub fn segments_for(len: usize) -> usize {
+pub(crate) fn segments_for(len: usize) -> usize {
     len / 255 + 1
 }
 
 /// Appends one page to `out`. `lacing` must hold at most 255 values summing to
-/// `body.len()`; the writer in this module guarantees that, so a violation is a
-/// bug and is reported by a debug assertion.
-pub fn write_page(out: &mut Vec<u8>, header: &PageHeader, lacing: &[u8], body: &[u8]) {
+/// `body.len()`; only this module's writers call it and they guarantee that,
+/// so a violation is a bug caught by the debug assertions.
+pub(crate) fn write_page(out: &mut Vec<u8>, header: &PageHeader, lacing: &[u8], body: &[u8]) {
     debug_assert!(lacing.len() <= MAX_SEGMENTS);
     debug_assert_eq!(
         lacing.iter().map(|&l| l as usize).sum::<usize>(),
@@ -320,7 +321,7 @@ pub fn write_page(out: &mut Vec<u8>, header: &PageHeader, lacing: &[u8], body: &
 }
 
 /// Copies a page with `flags` added to its header type and its CRC recomputed.
-pub fn with_flags(page: &OggPage<'_>, flags: u8) -> Vec<u8> {
+pub(crate) fn with_flags(page: &OggPage<'_>, flags: u8) -> Vec<u8> {
     let mut bytes = page.as_bytes().to_vec();
     bytes[5] |= flags;
     let crc = page_crc(&bytes);

@@ -91,7 +91,11 @@ fn scan(bytes: &[u8]) -> Result<Scan<'_>, StreamError> {
     };
     let mut pieces = first.packets();
     let head = match (pieces.next(), pieces.next()) {
-        (Some((packet, true)), None) if first.is_bos() && !first.is_continued() => packet,
+        (Some((packet, true)), None)
+            if first.is_bos() && !first.is_continued() && !first.is_eos() =>
+        {
+            packet
+        }
         _ => return Err(StreamError::NoOpusHead),
     };
     let head = OpusHead::parse(head)?;
@@ -109,7 +113,7 @@ fn scan(bytes: &[u8]) -> Result<Scan<'_>, StreamError> {
         next_sequence = next_sequence.wrapping_add(1);
         // A continuation flag exactly when an OpusTags packet is under way.
         let continues_tags = !tags_packet.is_empty();
-        if page.is_bos() || page.is_continued() != continues_tags {
+        if page.is_bos() || page.is_eos() || page.is_continued() != continues_tags {
             return Err(StreamError::NoOpusTags);
         }
         let mut pieces = page.packets();
@@ -529,6 +533,53 @@ mod tests {
             RecordingInfo::parse(&plan.apply_to(&damaged))
                 .expect("valid")
                 .complete
+        );
+    }
+
+    #[test]
+    fn header_pages_with_eos_are_refused() {
+        let (bytes, _) = stream(10);
+        let head = OggPage::parse(&bytes).expect("head page");
+        let mut eos_head = with_flags(&head, FLAG_EOS);
+        eos_head.extend_from_slice(&bytes[head.len()..]);
+        assert_eq!(
+            RecordingInfo::parse(&eos_head),
+            Err(StreamError::NoOpusHead)
+        );
+    }
+
+    /// A deterministic stand-in for the fuzz target: damaged streams either
+    /// refuse repair or repair into a valid, complete stream.
+    #[test]
+    fn repair_of_randomly_damaged_streams_always_yields_valid_streams() {
+        let (bytes, _) = stream(160);
+        let mut rng = 0x9e37_79b9u32;
+        let mut next = move |bound: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            rng as usize % bound.max(1)
+        };
+        let mut repaired_count = 0;
+        for _ in 0..400 {
+            let mut damaged = bytes[..next(bytes.len() + 1)].to_vec();
+            for _ in 0..next(3) {
+                if !damaged.is_empty() {
+                    let at = next(damaged.len());
+                    damaged[at] ^= 1 << next(8);
+                }
+            }
+            if let Ok(plan) = RepairPlan::for_bytes(&damaged) {
+                let info =
+                    RecordingInfo::parse(&plan.apply_to(&damaged)).expect("valid after repair");
+                assert!(info.complete);
+                assert_eq!(info.duration_ms, plan.outcome.duration_ms);
+                repaired_count += 1;
+            }
+        }
+        assert!(
+            repaired_count > 300,
+            "only {repaired_count} of 400 repairable"
         );
     }
 }
