@@ -124,10 +124,12 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         tracing::warn!("no links configured: the daemon serves the API but hears no radio");
     }
     let sims = std::sync::Mutex::new(Vec::new());
+    let radio_checks = std::sync::Mutex::new(std::collections::BTreeMap::new());
     let build = links::BuildContext {
         config: &config,
         cancel: cancel.child_token(),
         sims: &sims,
+        radio_checks: &radio_checks,
     };
     let mut running_links = Vec::new();
     let mut channel_inputs = std::collections::HashMap::new();

@@ -7,6 +7,13 @@
 //!   [`rollcall_hw::roip::RoipConfig`].
 //! - `sim`: a simulated base station inside the daemon ([`SimSettings`]),
 //!   reached over real RoIP on loopback.
+//! - `control`: a control-only link (squelch in, PTT out, no audio) through a
+//!   serial or network control interface: modem lines, CM108 GPIO, SvxLink
+//!   PTY, Kenwood CAT, SA818, Hamlib rigctld
+//!   ([`rollcall_hw::serial::ControlConfig`]).
+//! - `dmr`: a Homebrew (MMDVM) master that the station's hotspot or repeater
+//!   logs in to ([`DmrSettings`]); caller ids and radio checks, no audio
+//!   (AMBE+2 has no public codec).
 
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Deserialize;
@@ -23,7 +30,70 @@ pub enum SettingsError {
 }
 
 /// Every kind, for messages.
-pub const KINDS: &[&str] = &["roip", "sim"];
+pub const KINDS: &[&str] = &["roip", "sim", "control", "dmr"];
+
+/// `[link.dmr]`: a Homebrew master.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmrSettings {
+    /// Where MMDVMHost/DMRGateway sends to, usually port 62030.
+    pub bind: std::net::SocketAddr,
+    /// The repeaters or hotspots allowed to log in.
+    #[serde(rename = "peer")]
+    pub peers: Vec<DmrPeer>,
+    /// A peer silent this long is dropped.
+    #[serde(default = "default_ping_timeout")]
+    pub ping_timeout_s: u64,
+    /// The DMR id radio checks are sent from.
+    #[serde(default = "default_checker")]
+    pub checker_id: u32,
+    #[serde(default = "default_colour")]
+    pub colour_code: u8,
+}
+
+/// `[[link.dmr.peer]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmrPeer {
+    pub id: u32,
+    /// The peer's password; prefer `password_env`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Name of an environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+fn default_ping_timeout() -> u64 {
+    30
+}
+fn default_checker() -> u32 {
+    9990
+}
+fn default_colour() -> u8 {
+    1
+}
+
+impl DmrSettings {
+    fn to_hw(&self) -> Result<rollcall_hw::dmr::HomebrewConfig, String> {
+        let mut peers = Vec::new();
+        for p in &self.peers {
+            let password = match (&p.password, &p.password_env) {
+                (_, Some(var)) => std::env::var(var)
+                    .map_err(|_| format!("peer {}: environment variable {var} is not set", p.id))?,
+                (Some(pw), None) => pw.clone(),
+                (None, None) => return Err(format!("peer {}: set password or password_env", p.id)),
+            };
+            peers.push(rollcall_hw::dmr::PeerCredentials { id: p.id, password });
+        }
+        let mut cfg = rollcall_hw::dmr::HomebrewConfig::new(self.bind, peers);
+        cfg.ping_timeout = std::time::Duration::from_secs(self.ping_timeout_s);
+        cfg.checker_id = self.checker_id;
+        cfg.colour_code = self.colour_code;
+        cfg.validate().map_err(|e| e.join("; "))?;
+        Ok(cfg)
+    }
+}
 
 /// `[link.sim]`: a simulated base station run inside the daemon, connected
 /// over real RoIP on loopback UDP. Its guards are the roster's guards that
@@ -129,6 +199,25 @@ pub fn check_settings(kind: &str, settings: Option<&Item>) -> Result<(), Setting
             }
             Ok(())
         }
+        "control" => {
+            let _: rollcall_hw::serial::ControlConfig = parse(settings)?;
+            Ok(())
+        }
+        "dmr" => {
+            let s: DmrSettings = parse(settings)?;
+            if s.peers.is_empty() {
+                return Err(invalid("at least one [[link.dmr.peer]] is needed".into()));
+            }
+            for p in &s.peers {
+                if p.password.is_none() && p.password_env.is_none() {
+                    return Err(invalid(format!(
+                        "peer {}: set password or password_env",
+                        p.id
+                    )));
+                }
+            }
+            Ok(())
+        }
         _ => Err(SettingsError::UnknownKind(KINDS.join(", "))),
     }
 }
@@ -139,6 +228,10 @@ pub struct BuildContext<'a> {
     pub cancel: tokio_util::sync::CancellationToken,
     /// Simulated stations started for `sim` links, kept for shutdown.
     pub sims: &'a std::sync::Mutex<Vec<rollcall_hw::sim::station::StationHandle>>,
+    /// Radio-check handles of `dmr` links, by link id, for roll calls.
+    pub radio_checks: &'a std::sync::Mutex<
+        std::collections::BTreeMap<String, rollcall_hw::dmr::RadioCheckHandle>,
+    >,
 }
 
 /// Builds the driver for a configured link. Settings were checked at load,
@@ -175,6 +268,20 @@ pub fn build_driver(
                 .unwrap_or_else(|p| p.into_inner())
                 .push(handle);
             Ok(Box::new(rollcall_hw::roip::RoipDriver::new(roip)))
+        }
+        "control" => {
+            let cfg: rollcall_hw::serial::ControlConfig = parse(settings).map_err(err)?;
+            let backend = rollcall_hw::serial::backend_from_config(&cfg);
+            Ok(Box::new(rollcall_hw::serial::ControlLink::new(backend)))
+        }
+        "dmr" => {
+            let s: DmrSettings = parse(settings).map_err(err)?;
+            let (link_driver, checks) = rollcall_hw::dmr::HomebrewLink::new(s.to_hw()?);
+            cx.radio_checks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(link.id.clone(), checks);
+            Ok(Box::new(link_driver))
         }
         other => Err(format!("link kind \"{other}\" has no driver in this build")),
     }

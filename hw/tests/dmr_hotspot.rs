@@ -294,9 +294,11 @@ async fn roll_call_over_20_radios_matches_ground_truth() {
             .collect()
     };
     events
-        .wait_until("a radio-check ANI per answer", Duration::from_secs(2), |e| {
-            ack_anis(e) == answered
-        })
+        .wait_until(
+            "a radio-check ANI per answer",
+            Duration::from_secs(2),
+            |e| ack_anis(e) == answered,
+        )
         .await;
 
     // The hotspot leaves: the link reports down (its last peer closed).
@@ -348,12 +350,18 @@ async fn silent_peer_times_out_and_link_comes_back_on_the_same_port() {
     let cancel = CancellationToken::new();
     let mut config = HomebrewConfig::new(
         "127.0.0.1:0".parse().unwrap(),
-        vec![PeerCredentials { id: PEER_ID, password: PASSWORD.into() }],
+        vec![PeerCredentials {
+            id: PEER_ID,
+            password: PASSWORD.into(),
+        }],
     );
     config.ping_timeout = Duration::from_millis(300);
     let (mut link, _checks) = HomebrewLink::new(config);
     let addr = link.bind().unwrap();
-    let backoff = Backoff { initial: Duration::from_millis(20), ..Backoff::default() };
+    let backoff = Backoff {
+        initial: Duration::from_millis(20),
+        ..Backoff::default()
+    };
     let (_handle, rx, _task) = spawn_supervised("dmr", Box::new(link), backoff, cancel.clone());
     let events = Collected::spawn(rx);
 
@@ -380,10 +388,30 @@ async fn silent_peer_times_out_and_link_comes_back_on_the_same_port() {
             panic!("round {round}: no salt")
         };
         let digest = login_digest(salt, PASSWORD);
-        assert_eq!(exchange(Message::Key { peer: PEER_ID, digest }).await, Message::Ack { value: PEER_ID });
-        let config = Box::new(PeerConfig { callsign: "RAW".into(), ..PeerConfig::default() });
-        assert_eq!(exchange(Message::Config { peer: PEER_ID, config }).await, Message::Ack { value: PEER_ID });
-        assert_eq!(exchange(Message::Ping { peer: PEER_ID }).await, Message::Pong { peer: PEER_ID });
+        assert_eq!(
+            exchange(Message::Key {
+                peer: PEER_ID,
+                digest
+            })
+            .await,
+            Message::Ack { value: PEER_ID }
+        );
+        let config = Box::new(PeerConfig {
+            callsign: "RAW".into(),
+            ..PeerConfig::default()
+        });
+        assert_eq!(
+            exchange(Message::Config {
+                peer: PEER_ID,
+                config
+            })
+            .await,
+            Message::Ack { value: PEER_ID }
+        );
+        assert_eq!(
+            exchange(Message::Ping { peer: PEER_ID }).await,
+            Message::Pong { peer: PEER_ID }
+        );
         let ups = round + 1;
         events
             .wait_until("link up", Duration::from_secs(2), |e| {
