@@ -11,6 +11,7 @@
 //!   per-link task.
 //! - [`recorder`]: Ogg Opus file per transmission, index, crash repair, retention.
 //! - [`grpc`]: the tonic server (rollcall.v1, health, reflection).
+//! - [`metrics`]: Prometheus counters and the `/metrics` listener.
 //! - [`sdnotify`]: systemd readiness and watchdog.
 //! - [`run`]: wires it all together and runs until the shutdown future fires.
 //!
@@ -21,6 +22,7 @@ pub mod config;
 pub mod events;
 pub mod grpc;
 pub mod links;
+pub mod metrics;
 pub mod recorder;
 pub mod roster;
 pub mod sdnotify;
@@ -71,6 +73,11 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
 
     let (bus, bus_task) = Bus::spawn(storage.clone(), cancel.child_token());
     let station = station::Station::new(&config.daemon.station_id, &config.daemon.time_zone);
+    let metrics = Arc::new(metrics::Metrics::default());
+    tasks.add(
+        "metrics counter".into(),
+        metrics.spawn_event_counter(&bus, cancel.child_token()),
+    );
 
     let roster = roster::Roster::new(roster::RosterSnapshot::from_config(&config));
 
@@ -144,7 +151,16 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
             .iter()
             .find(|c| c.links.contains(&link.id))
             .map(|c| channel_inputs[&c.id].0.clone());
-        match links::spawn_link(link, &build, &station, &bus, feed, cancel.child_token()) {
+        let counters = metrics.link(&link.id);
+        match links::spawn_link(
+            link,
+            &build,
+            &station,
+            &bus,
+            feed,
+            counters,
+            cancel.child_token(),
+        ) {
             Ok(running) => {
                 tasks.add(format!("link {}", link.id), running.task);
                 link_handles.insert(link.id.clone(), running.handle.clone());
@@ -170,6 +186,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
             bus.clone(),
             roster.clone(),
             recorder.clone(),
+            metrics.clone(),
         );
         let events = channel_inputs
             .get_mut(&ch.id)
@@ -195,6 +212,21 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         grpc_addr.to_string(),
     )?;
     tracing::info!(addr = %grpc_addr, "gRPC listening");
+    if let Some(addr) = config.metrics.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind metrics listener {addr}: {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+        tasks.add(
+            "metrics".into(),
+            tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                station.clone(),
+                cancel.child_token(),
+            )),
+        );
+    }
     let cx = grpc::ApiContext {
         config: config.clone(),
         station: station.clone(),
@@ -204,6 +236,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         bus: bus.clone(),
         roster: roster.clone(),
         cancel: cancel.child_token(),
+        metrics: metrics.clone(),
     };
     let grpc_cancel = cancel.child_token();
     let grpc_grace = Duration::from_millis(config.daemon.shutdown_grace_ms / 2);

@@ -370,6 +370,7 @@ pub fn spawn_link(
     station: &crate::station::Station,
     bus: &crate::events::Bus,
     audio: Option<tokio::sync::mpsc::Sender<(String, rollcall_hw::link::LinkEvent)>>,
+    counters: std::sync::Arc<crate::metrics::LinkCounters>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<RunningLink, String> {
     use crate::events::Event;
@@ -390,6 +391,11 @@ pub fn spawn_link(
     let task = tokio::spawn(async move {
         let mut cor = false;
         while let Some(ev) = events.recv().await {
+            if matches!(ev, LinkEvent::Audio { .. }) {
+                counters
+                    .frames_in
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             match &ev {
                 LinkEvent::Up => {
                     station.set_link_state(&id, LinkState::Up, "");

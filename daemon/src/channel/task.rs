@@ -122,10 +122,23 @@ impl ChannelHandle {
 struct LinkSide {
     id: Arc<str>,
     handle: LinkHandle,
+    counters: Arc<crate::metrics::LinkCounters>,
     decoder: AniDecoder,
     recording: Option<(RecKey, std::time::Instant)>,
     rx_started: Option<Instant>,
     ani_seen: bool,
+}
+
+impl LinkSide {
+    /// Queues a frame for the link, counting it (or its drop).
+    fn send(&self, frame: AudioFrame) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.handle.transmit(frame) {
+            self.counters.frames_out.fetch_add(1, Relaxed);
+        } else {
+            self.counters.frames_dropped.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// A local transmission being paced out.
@@ -166,6 +179,7 @@ impl ChannelTask {
         bus: Bus,
         roster: Roster,
         recorder: Option<RecorderHandle>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> (ChannelTask, ChannelHandle, mpsc::Receiver<Request>) {
         let ani = AniDecoderConfig {
             dtmf: cfg.ani.dtmf,
@@ -188,6 +202,7 @@ impl ChannelTask {
                 .into_iter()
                 .map(|h| LinkSide {
                     id: Arc::from(h.id.as_str()),
+                    counters: metrics.link(&h.id),
                     handle: h,
                     decoder: AniDecoder::new(ani.clone()),
                     recording: None,
@@ -285,7 +300,7 @@ impl ChannelTask {
                 self.on_ani(i, ani);
             }
             for dest in self.machine.patch_destinations(i).collect::<Vec<_>>() {
-                self.links[dest].handle.transmit(*frame);
+                self.links[dest].send(*frame);
             }
         }
         if self.monitors.receiver_count() > 0 {
@@ -407,7 +422,7 @@ impl ChannelTask {
         match local.queue.pop_front() {
             Some(frame) => {
                 for i in self.machine.keyed_links().collect::<Vec<_>>() {
-                    self.links[i].handle.transmit(frame);
+                    self.links[i].send(frame);
                 }
                 if let (Some(key), Some(rec)) = (local.recording, &self.recorder) {
                     rec.frame(key, &frame);

@@ -35,6 +35,7 @@ pub struct ApiContext {
     pub roster: crate::roster::Roster,
     /// Fires at shutdown: streams end, Talk releases PTT.
     pub cancel: CancellationToken,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Serves until `cancel` fires. The listener is bound by the caller so that
@@ -65,7 +66,7 @@ pub async fn serve(
         .max_decoding_message_size(CONTROL_LIMIT);
     tonic::transport::Server::builder()
         .max_concurrent_streams(cx.config.grpc.max_streams_per_client)
-        .layer(auth::AuthLayer::new(&cx.config.grpc))
+        .layer(auth::AuthLayer::new(&cx.config.grpc).with_metrics(cx.metrics.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(station)
