@@ -15,6 +15,7 @@
 //!
 //! Start reading at [`run`], then [`events::Event`].
 
+pub mod alerts;
 pub mod channel;
 pub mod config;
 pub mod events;
