@@ -9,6 +9,9 @@
 //! - [`channel`]: channels, PTT arbitration (`TxSource`), the `Transmitter` trait.
 //! - [`links`]: the link registry (config kinds → `rollcall_hw` drivers) and the
 //!   per-link task.
+//! - [`alerts`]: alerts to guards, acknowledgement tracking, company rates.
+//! - [`mqtt`]: the MQTT bridge (status, events, alerts out; acks in) and its
+//!   persisted outbox.
 //! - [`grpc`]: the tonic server (rollcall.v1, health, reflection).
 //! - [`sdnotify`]: systemd readiness and watchdog.
 //! - [`run`]: wires it all together and runs until the shutdown future fires.
@@ -21,6 +24,7 @@ pub mod config;
 pub mod events;
 pub mod grpc;
 pub mod links;
+pub mod mqtt;
 pub mod roster;
 pub mod sdnotify;
 pub mod station;
@@ -59,6 +63,42 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let (bus, bus_task) = Bus::spawn(storage.clone(), cancel.child_token());
     let station = station::Station::new(&config.daemon.station_id, &config.daemon.time_zone);
+
+    // --- alerts and the MQTT bridge (issue 8) ---
+    // Settings are checked before anything connects or binds. The bridge
+    // starts before the links so their first up/down events reach MQTT.
+    // `None`: no channel Transmitter yet; the lead wires the channel tasks'.
+    let roster = roster::Roster::new(roster::RosterSnapshot::from_config(&config));
+    let mqtt_settings = if config.mqtt.enabled {
+        Some(mqtt::Settings::from_config(&config)?)
+    } else {
+        None
+    };
+    let (alert_service, alert_task) = alerts::start(
+        &config,
+        storage.clone(),
+        bus.clone(),
+        roster.clone(),
+        None,
+        cancel.child_token(),
+    )
+    .await?;
+    tasks.add("alerts".into(), alert_task);
+    if let Some(settings) = mqtt_settings {
+        tracing::info!(broker = %config.mqtt.broker, prefix = %settings.topics.base, "MQTT bridge starting");
+        tasks.add(
+            "mqtt".into(),
+            mqtt::spawn(
+                settings,
+                storage.clone(),
+                bus.clone(),
+                roster.clone(),
+                Some(alert_service.clone()),
+                cancel.child_token(),
+            ),
+        );
+    }
+    // --- end alerts and MQTT ---
 
     // Links.
     if config.links.is_empty() {

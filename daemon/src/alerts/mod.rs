@@ -38,8 +38,8 @@ pub use tracker::{AckError, AckOutcome, AckVia, CompanyRate};
 
 /// Longest alert text accepted, in characters.
 pub const MAX_TEXT_CHARS: usize = 2000;
-/// Longest deadline accepted, minutes (a week).
-pub const MAX_DEADLINE_MIN: u32 = 7 * 24 * 60;
+/// Longest deadline accepted, seconds (a week).
+pub const MAX_DEADLINE_S: u64 = 7 * 24 * 3600;
 
 /// Who an alert is for. Guards selected = the union of `guards`, every guard
 /// of `companies` and every guard of `groups`; when all three are empty,
@@ -82,7 +82,7 @@ pub struct NewAlert {
     /// Voice clip (WAV) sent after the tone.
     pub clip: Option<PathBuf>,
     /// Acknowledgement deadline; `[alerts] deadline_min` when `None`.
-    pub deadline_min: Option<u32>,
+    pub deadline: Option<std::time::Duration>,
     /// Who asked (API user, `schedule:<id>`, `mqtt`), for the audit log.
     pub created_by: String,
 }
@@ -189,8 +189,8 @@ pub enum AlertError {
     EmptyText,
     #[error("alert text has {0} characters; at most {MAX_TEXT_CHARS} are allowed")]
     TextTooLong(usize),
-    #[error("deadline_min must be 1..={MAX_DEADLINE_MIN}, got {0}")]
-    BadDeadline(u32),
+    #[error("deadline must be 1 s to {MAX_DEADLINE_S} s, got {0} s")]
+    BadDeadline(u64),
     #[error("unknown {kind} \"{id}\" in the alert target")]
     UnknownTarget { kind: &'static str, id: String },
     #[error("the alert target selects no guard")]
@@ -286,9 +286,12 @@ impl AlertService {
         if chars > MAX_TEXT_CHARS {
             return Err(AlertError::TextTooLong(chars));
         }
-        let deadline_min = new.deadline_min.unwrap_or(self.defaults.deadline_min);
-        if deadline_min == 0 || deadline_min > MAX_DEADLINE_MIN {
-            return Err(AlertError::BadDeadline(deadline_min));
+        let deadline_s = new
+            .deadline
+            .map(|d| d.as_secs())
+            .unwrap_or(u64::from(self.defaults.deadline_min) * 60);
+        if deadline_s == 0 || deadline_s > MAX_DEADLINE_S {
+            return Err(AlertError::BadDeadline(deadline_s));
         }
         let guards = self.resolve(&new.target)?;
         let channels = if new.target.channels.is_empty() {
@@ -326,10 +329,10 @@ impl AlertService {
         };
 
         let created_ms = now_ms();
-        let deadline_ms = created_ms + i64::from(deadline_min) * 60_000;
-        let reminder_ms = (self.defaults.reminder_min > 0
-            && self.defaults.reminder_min < deadline_min)
-            .then(|| deadline_ms - i64::from(self.defaults.reminder_min) * 60_000);
+        let deadline_ms = created_ms + deadline_s as i64 * 1000;
+        let reminder_s = u64::from(self.defaults.reminder_min) * 60;
+        let reminder_ms = (reminder_s > 0 && reminder_s < deadline_s)
+            .then(|| deadline_ms - reminder_s as i64 * 1000);
         let close_ms = deadline_ms + i64::from(self.defaults.late_window_min) * 60_000;
         let row = store::NewRow {
             created_ms,

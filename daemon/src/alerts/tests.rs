@@ -270,10 +270,10 @@ async fn bad_requests_are_refused_and_store_nothing() {
         ),
         (
             NewAlert {
-                deadline_min: Some(0),
+                deadline: Some(Duration::ZERO),
                 ..base.clone()
             },
-            "deadline_min",
+            "deadline",
         ),
         (
             NewAlert {
