@@ -177,6 +177,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     drop(storage);
     drop(bus);
+    // Holds a storage handle: must go before the storage thread is joined.
+    drop(alert_service);
     // The storage thread finishes queued writes, checkpoints and exits.
     let _ = tokio::task::spawn_blocking(move || storage_thread.join()).await;
     tracing::info!("rollcalld stopped");
