@@ -11,7 +11,9 @@
 //! (`late_window` after the deadline; acks in between count as late). A step
 //! whose time passed while the daemon was down is taken at the next
 //! `handle_timeout`, except that a reminder is pointless once the deadline
-//! passed and an escalation once the alert closed: those are skipped.
+//! passed and is skipped. The escalation is always sent once the deadline
+//! passed, even together with the close (a zero late window, or both times
+//! passed while down): the supervisor still needs to know who missed it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -294,21 +296,19 @@ impl Tracker {
             }
             if !alert.escalated && alert.deadline_ms <= now {
                 alert.escalated = true;
-                if now < alert.close_ms {
-                    let mut by_company: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                    for (g, e) in alert.pending() {
-                        by_company
-                            .entry(e.company.clone())
-                            .or_default()
-                            .push(g.clone());
-                    }
-                    for (company, guards) in by_company {
-                        actions.push(Action::Escalate {
-                            alert_id: alert.id,
-                            company,
-                            guards,
-                        });
-                    }
+                let mut by_company: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for (g, e) in alert.pending() {
+                    by_company
+                        .entry(e.company.clone())
+                        .or_default()
+                        .push(g.clone());
+                }
+                for (company, guards) in by_company {
+                    actions.push(Action::Escalate {
+                        alert_id: alert.id,
+                        company,
+                        guards,
+                    });
                 }
             }
             if alert.close_ms <= now {

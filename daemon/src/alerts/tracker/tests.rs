@@ -297,7 +297,7 @@ fn resume_after_downtime_past_the_deadline_escalates_without_reminding() {
 }
 
 #[test]
-fn resume_after_the_close_closes_with_the_acks_it_had() {
+fn resume_after_the_close_escalates_and_closes_with_the_acks_it_had() {
     let mut t = Tracker::new();
     let mut a = alert(1, &[("a", "c"), ("b", "c")], &["ch"]);
     a.guards.get_mut("a").unwrap().ack = Some(Ack {
@@ -307,8 +307,16 @@ fn resume_after_the_close_closes_with_the_acks_it_had() {
     });
     t.insert(a);
     let acts = t.handle_timeout(T0 + 90 * MIN);
-    assert_eq!(acts.len(), 1, "{acts:?}");
-    let Action::Close { summary, .. } = &acts[0] else {
+    assert_eq!(acts.len(), 2, "no stale reminder: {acts:?}");
+    assert_eq!(
+        acts[0],
+        Action::Escalate {
+            alert_id: 1,
+            company: "c".into(),
+            guards: vec!["b".into()]
+        }
+    );
+    let Action::Close { summary, .. } = &acts[1] else {
         panic!("{acts:?}")
     };
     assert_eq!((summary.on_time, summary.missed), (1, 1));
