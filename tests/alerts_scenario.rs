@@ -144,7 +144,9 @@ fn thirty_guards_three_companies_ani_and_app_acks() {
         ))
         .unwrap();
     let settings = rollcalld::mqtt::Settings::from_config(&cfg).unwrap();
-    let bridge = rt.block_on(async {
+    let bridge = {
+        // spawn needs a runtime context, not a future.
+        let _rt = rt.enter();
         rollcalld::mqtt::spawn(
             settings,
             storage.clone(),
@@ -153,7 +155,7 @@ fn thirty_guards_three_companies_ani_and_app_acks() {
             Some(service.clone()),
             cancel.child_token(),
         )
-    });
+    };
     assert!(sub
         .wait(|t, v| t == "rc/sc/status" && v["state"] == "online", T)
         .is_some());
