@@ -160,6 +160,16 @@ fn status_events_alert_ack_errors_and_last_will() {
         .unwrap();
     assert_eq!(alerts, 1);
 
+    // Every durable message was acknowledged by the broker and left the
+    // outbox.
+    let drained = poll(T, || {
+        let n: i64 = db(&data)
+            .query_row("SELECT COUNT(*) FROM mqtt_outbox", [], |r| r.get(0))
+            .unwrap();
+        (n == 0).then_some(())
+    });
+    assert!(drained.is_some(), "outbox not drained");
+
     // kill -9: the broker publishes the will after 1.5 × keepalive (1 s).
     daemon.signal(libc::SIGKILL);
     let killed = Instant::now();

@@ -40,6 +40,11 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// State shared by the poll task and the feeder.
+///
+/// **Invariant:** every publish goes through [`Shared::send`] under the
+/// lock, never `client.try_publish` directly: the FIFO must hold exactly one
+/// entry per publish request, in channel order, or PubAcks would be matched
+/// to the wrong outbox rows.
 #[derive(Default)]
 struct Shared {
     connected: bool,
@@ -165,7 +170,7 @@ pub fn spawn(
 }
 
 async fn poll(
-    cx: &Cx,
+    cx: &Arc<Cx>,
     eventloop: &mut rumqttc::EventLoop,
     del_tx: mpsc::UnboundedSender<i64>,
     cancel: CancellationToken,
@@ -303,7 +308,7 @@ async fn poll(
 
 /// Validates an inbound message and hands it on; refusals become
 /// `Event::Error { source: topic }`. Never blocks.
-fn inbound(cx: &Cx, p: &rumqttc::Publish) {
+fn inbound(cx: &Arc<Cx>, p: &rumqttc::Publish) {
     let topic = p.topic.as_str();
     let error = |message: String| {
         tracing::warn!(topic, %message, "inbound MQTT message refused");
@@ -331,7 +336,7 @@ fn inbound(cx: &Cx, p: &rumqttc::Publish) {
             let Some(alerts) = cx.alerts.clone() else {
                 return error("alerts are not running".into());
             };
-            let (bus, client, topic) = (cx.bus.clone(), cx.client.clone(), topic.to_owned());
+            let (cx, topic) = (cx.clone(), topic.to_owned());
             let result_topic = topics.cmd_result();
             tokio::spawn(async move {
                 let r = alerts
@@ -349,7 +354,7 @@ fn inbound(cx: &Cx, p: &rumqttc::Publish) {
                         "v": schema::VERSION, "request": "alert", "ok": true, "alert_id": info.id,
                     }),
                     Err(e) => {
-                        bus.publish(Event::Error {
+                        cx.bus.publish(Event::Error {
                             source: topic.clone(),
                             message: e.to_string(),
                         });
@@ -358,12 +363,15 @@ fn inbound(cx: &Cx, p: &rumqttc::Publish) {
                         })
                     }
                 };
-                // Best effort, QoS 0: the outcome is also an event.
-                let _ = client.try_publish(
-                    result_topic,
+                // Best effort, QoS 0: the outcome is also an event. Through
+                // `Shared::send` like every publish, to keep the FIFO in step.
+                cx.lock().send(
+                    &cx.client,
+                    &result_topic,
                     QoS::AtMostOnce,
                     false,
                     reply.to_string().into_bytes(),
+                    None,
                 );
             });
         }
