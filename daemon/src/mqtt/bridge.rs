@@ -3,9 +3,8 @@
 //! - **poll**: owns the `EventLoop`; the only place that awaits the network.
 //!   At each ConnAck it drops rumqttc's own replay queue, republishes status
 //!   and link state, subscribes, and wakes the feeder to re-send the outbox.
-//!   It maps each outgoing publish to its outbox row by order (requests
-//!   enter rumqttc's channel in the order they were recorded, under one
-//!   lock) and each PubAck back to the row by packet id.
+//!   It maps each outgoing publish to its outbox row by order and each
+//!   PubAck back to the row by packet id (`pkid.rs`, pure).
 //! - **feeder**: turns bus events into messages; durable ones are written to
 //!   the outbox (with the cursor) before they are handed to rumqttc; sweeps
 //!   the outbox for rows not yet handed over on this connection.
@@ -15,7 +14,7 @@
 //! fails, and a row that was not queued stays in the outbox for the next
 //! sweep.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Outgoing, 
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::pkid::PkidMap;
 use super::schema::{self, Inbound, InboundError, OutMsg};
 use super::{outbox, Settings};
 use crate::alerts::{AlertService, NewAlert};
@@ -42,28 +42,22 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// State shared by the poll task and the feeder.
 ///
 /// **Invariant:** every publish goes through [`Shared::send`] under the
-/// lock, never `client.try_publish` directly: the FIFO must hold exactly one
+/// lock, never `client.try_publish` directly: `pkids` must see exactly one
 /// entry per publish request, in channel order, or PubAcks would be matched
 /// to the wrong outbox rows.
 #[derive(Default)]
 struct Shared {
     connected: bool,
-    /// One entry per request handed to rumqttc on this connection, in order:
-    /// the outbox row id for durable messages.
-    fifo: VecDeque<Option<i64>>,
-    /// Packet id → outbox row, awaiting PubAck.
-    inflight: HashMap<u16, i64>,
+    /// Requests handed to rumqttc on this connection → packet ids → rows.
+    pkids: PkidMap,
     /// Rows handed to rumqttc on this connection (or acked, awaiting delete).
     sent: HashSet<i64>,
     /// Latest retained link state payloads, republished at each ConnAck.
     links: BTreeMap<String, Vec<u8>>,
-    /// A publish rumqttc held back on a packet-id collision; its later
-    /// `Outgoing::Publish` must not consume a second FIFO entry.
-    collided: Option<u16>,
 }
 
 impl Shared {
-    /// Hands one message to rumqttc if connected; records it in the FIFO.
+    /// Hands one message to rumqttc if connected; records it in `pkids`.
     fn send(
         &mut self,
         client: &AsyncClient,
@@ -78,7 +72,7 @@ impl Shared {
         }
         match client.try_publish(topic, qos, retain, payload) {
             Ok(()) => {
-                self.fifo.push_back(row);
+                self.pkids.queued(row);
                 if let Some(r) = row {
                     self.sent.insert(r);
                 }
@@ -93,10 +87,8 @@ impl Shared {
 
     fn reset(&mut self, connected: bool) {
         self.connected = connected;
-        self.fifo.clear();
-        self.inflight.clear();
+        self.pkids.reset();
         self.sent.clear();
-        self.collided = None;
     }
 }
 
@@ -233,23 +225,10 @@ async fn poll(
                 }
                 cx.sweep_now.notify_one();
             }
-            Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => {
-                let mut sh = cx.lock();
-                if sh.collided == Some(pkid) {
-                    sh.collided = None;
-                } else if let Some(Some(row)) = sh.fifo.pop_front() {
-                    sh.inflight.insert(pkid, row);
-                }
-            }
-            Ok(MqttEvent::Outgoing(Outgoing::AwaitAck(pkid))) => {
-                let mut sh = cx.lock();
-                sh.collided = Some(pkid);
-                if let Some(Some(row)) = sh.fifo.pop_front() {
-                    sh.inflight.insert(pkid, row);
-                }
-            }
+            Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => cx.lock().pkids.outgoing(pkid),
+            Ok(MqttEvent::Outgoing(Outgoing::AwaitAck(pkid))) => cx.lock().pkids.await_ack(pkid),
             Ok(MqttEvent::Incoming(Packet::PubAck(ack))) => {
-                if let Some(row) = cx.lock().inflight.remove(&ack.pkid) {
+                if let Some(row) = cx.lock().pkids.puback(ack.pkid) {
                     let _ = del_tx.send(row);
                 }
             }
@@ -264,7 +243,7 @@ async fn poll(
                 };
                 // Requests that entered the channel after rumqttc's own
                 // clean-up: move them to `pending`, dropped at ConnAck, so
-                // the FIFO and the requests stay in step.
+                // `pkids` and the requests stay in step.
                 eventloop.clean();
                 if was {
                     tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
@@ -364,7 +343,7 @@ fn inbound(cx: &Arc<Cx>, p: &rumqttc::Publish) {
                     }
                 };
                 // Best effort, QoS 0: the outcome is also an event. Through
-                // `Shared::send` like every publish, to keep the FIFO in step.
+                // `Shared::send` like every publish, to keep `pkids` in step.
                 cx.lock().send(
                     &cx.client,
                     &result_topic,

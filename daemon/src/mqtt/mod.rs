@@ -7,6 +7,7 @@
 //!   bytes in, validated requests out).
 //! - [`outbox`]: the persisted outbox: QoS 1 messages that matter stay in
 //!   SQLite until the broker's PubAck, across outages and restarts.
+//! - [`pkid`]: matching PubAcks to outbox rows (pure).
 //! - `bridge`: the tasks around rumqttc.
 //!
 //! rumqttc's sharp edges and how the bridge handles them: the session is
@@ -20,6 +21,7 @@
 
 mod bridge;
 pub mod outbox;
+pub mod pkid;
 pub mod schema;
 pub mod tls;
 
