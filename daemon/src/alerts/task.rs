@@ -74,7 +74,9 @@ pub(super) fn spawn(
                         let by = format!("{kind}:{unit}@{channel}");
                         for outcome in tracker.handle_ani(n.ts_ms, channel, guard) {
                             // A storage failure is logged and published inside.
-                            let _ = persist_ack(cx, &outcome, &by).await;
+                            if persist_ack(cx, &outcome, &by).await.is_err() {
+                                tracker.forget_ack(outcome.alert_id, &outcome.guard);
+                            }
                         }
                     },
                     Err(broadcast::error::RecvError::Lagged(k)) => {
@@ -103,7 +105,10 @@ async fn ack(
         return Err(AlertError::UnknownGuard(guard.into()));
     }
     let outcome = tracker.handle_ack(now, alert_id, guard, via)?;
-    persist_ack(cx, &outcome, by).await?;
+    if let Err(e) = persist_ack(cx, &outcome, by).await {
+        tracker.forget_ack(alert_id, guard);
+        return Err(e);
+    }
     Ok(outcome)
 }
 

@@ -256,6 +256,18 @@ impl Tracker {
         })
     }
 
+    /// Undoes an acknowledgement the driver could not store, so memory does
+    /// not claim what the database does not hold (and a retry is accepted).
+    pub fn forget_ack(&mut self, alert_id: i64, guard: &str) {
+        if let Some(e) = self
+            .alerts
+            .get_mut(&alert_id)
+            .and_then(|a| a.guards.get_mut(guard))
+        {
+            e.ack = None;
+        }
+    }
+
     /// An ANI from `guard` heard on `channel` at `now`: acknowledges every
     /// open alert that went out on that channel, targets him and is still
     /// unacknowledged by him. Anything else is ignored (radio traffic is not

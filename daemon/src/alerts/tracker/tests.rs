@@ -250,6 +250,10 @@ fn refusals_leave_state_unchanged() {
     ));
     assert!(t.handle_ani(T0 + 2, "ch", "a").is_empty());
     assert_eq!(t.get(1).unwrap(), &after, "first ack wins");
+    // An ack the driver could not store is forgotten; a retry is taken.
+    t.forget_ack(1, "a");
+    assert_eq!(t.get(1).unwrap(), &before);
+    assert_eq!(t.handle_ani(T0 + 3, "ch", "a").len(), 1);
 }
 
 #[test]
