@@ -94,6 +94,53 @@ pub enum Event {
         source: String,
         message: String,
     },
+    // --- alerts (daemon/src/alerts) ---
+    /// An alert was stored and is being pushed to radio and apps.
+    AlertCreated {
+        alert_id: i64,
+        text: String,
+        priority: String,
+        created_by: String,
+        /// Guards expected to acknowledge.
+        guards: Vec<String>,
+        /// Channels the tone and clip go out on.
+        channels: Vec<String>,
+        deadline_ms: i64,
+    },
+    /// A guard acknowledged an alert (stored before this event).
+    AlertAcked {
+        alert_id: i64,
+        guard: String,
+        company: String,
+        /// `ani`, `app` or `operator`.
+        via: String,
+        at_ms: i64,
+        /// After the deadline.
+        late: bool,
+    },
+    /// Reminder before the deadline to the guards who have not acknowledged.
+    AlertReminder {
+        alert_id: i64,
+        text: String,
+        guards: Vec<String>,
+        deadline_ms: i64,
+    },
+    /// Deadline passed: guards of one company who have not acknowledged,
+    /// for that company's supervisor.
+    AlertEscalated {
+        alert_id: i64,
+        company: String,
+        supervisor: Option<String>,
+        guards: Vec<String>,
+    },
+    /// The alert stopped accepting acknowledgements.
+    AlertClosed {
+        alert_id: i64,
+        total: usize,
+        on_time: usize,
+        late: usize,
+        missed: usize,
+    },
 }
 
 impl Event {
@@ -112,6 +159,11 @@ impl Event {
             Event::TxTimeout { .. } => "tx_timeout",
             Event::RecordingWritten { .. } => "recording_written",
             Event::Error { .. } => "error",
+            Event::AlertCreated { .. } => "alert_created",
+            Event::AlertAcked { .. } => "alert_acked",
+            Event::AlertReminder { .. } => "alert_reminder",
+            Event::AlertEscalated { .. } => "alert_escalated",
+            Event::AlertClosed { .. } => "alert_closed",
         }
     }
 }

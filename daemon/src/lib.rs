@@ -10,6 +10,9 @@
 //! - [`links`]: the link registry (config kinds → `rollcall_hw` drivers) and the
 //!   per-link task.
 //! - [`recorder`]: Ogg Opus file per transmission, index, crash repair, retention.
+//! - [`alerts`]: alerts to guards, acknowledgement tracking, company rates.
+//! - [`mqtt`]: the MQTT bridge (status, events, alerts out; acks in) and its
+//!   persisted outbox.
 //! - [`grpc`]: the tonic server (rollcall.v1, health, reflection).
 //! - [`metrics`]: Prometheus counters and the `/metrics` listener.
 //! - [`sdnotify`]: systemd readiness and watchdog.
@@ -17,12 +20,14 @@
 //!
 //! Start reading at [`run`], then [`events::Event`].
 
+pub mod alerts;
 pub mod channel;
 pub mod config;
 pub mod events;
 pub mod grpc;
 pub mod links;
 pub mod metrics;
+pub mod mqtt;
 pub mod recorder;
 pub mod roster;
 pub mod sdnotify;
@@ -126,6 +131,43 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         None
     };
 
+    // --- alerts and the MQTT bridge (issue 8) ---
+    // Settings are checked before anything connects or binds. The bridge
+    // starts before the links so their first up/down events reach MQTT.
+    // Alerts transmit through the channels, which exist only after the
+    // links; `late_tx` forwards to them once they are built.
+    let late_tx = channel::LateTransmitter::default();
+    let mqtt_settings = if config.mqtt.enabled {
+        Some(mqtt::Settings::from_config(&config)?)
+    } else {
+        None
+    };
+    let (alert_service, alert_task) = alerts::start(
+        &config,
+        storage.clone(),
+        bus.clone(),
+        roster.clone(),
+        Some(Arc::new(late_tx.clone()) as Arc<dyn channel::Transmitter>),
+        cancel.child_token(),
+    )
+    .await?;
+    tasks.add("alerts".into(), alert_task);
+    if let Some(settings) = mqtt_settings {
+        tracing::info!(broker = %config.mqtt.broker, prefix = %settings.topics.base, "MQTT bridge starting");
+        tasks.add(
+            "mqtt".into(),
+            mqtt::spawn(
+                settings,
+                storage.clone(),
+                bus.clone(),
+                roster.clone(),
+                Some(alert_service.clone()),
+                cancel.child_token(),
+            ),
+        );
+    }
+    // --- end alerts and MQTT ---
+
     // Links, then the channels that own them.
     if config.links.is_empty() {
         tracing::warn!("no links configured: the daemon serves the API but hears no radio");
@@ -200,7 +242,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     }
     drop(channel_inputs);
     let channels = Arc::new(channels);
-    let _ = &channels;
+    late_tx.set(channels.clone());
 
     // gRPC: bind first so a taken port fails start-up before READY.
     let listener = tokio::net::TcpListener::bind(config.grpc.listen)
@@ -308,6 +350,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     storage.close();
     drop(storage);
     drop(bus);
+    // Holds a storage handle: must go before the storage thread is joined.
+    drop(alert_service);
     // The storage thread finishes queued writes, checkpoints and exits.
     let _ = tokio::task::spawn_blocking(move || storage_thread.join()).await;
     tracing::info!("rollcalld stopped");

@@ -94,6 +94,45 @@ pub const MIGRATIONS: &[&str] = &[
         owner TEXT NOT NULL,
         PRIMARY KEY (recording_id, owner)
     );",
+    // 3: alerts with per-guard acknowledgements; the MQTT outbox and the
+    // cursor of the last event the bridge turned into outbox rows.
+    "CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        text TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        target TEXT NOT NULL,
+        channels TEXT NOT NULL,
+        clip TEXT,
+        deadline_ms INTEGER NOT NULL,
+        reminder_ms INTEGER,
+        close_ms INTEGER NOT NULL,
+        reminded INTEGER NOT NULL DEFAULT 0,
+        escalated INTEGER NOT NULL DEFAULT 0,
+        closed_ms INTEGER
+    );
+    CREATE INDEX alerts_open ON alerts(closed_ms);
+    CREATE TABLE alert_guards (
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        guard TEXT NOT NULL,
+        company TEXT NOT NULL,
+        ack_ms INTEGER,
+        ack_via TEXT,
+        ack_by TEXT,
+        PRIMARY KEY (alert_id, guard)
+    );
+    CREATE TABLE mqtt_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        msg_id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE mqtt_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL
+    );",
 ];
 
 enum Job {
