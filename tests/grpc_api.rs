@@ -62,6 +62,20 @@ background_talk_max_ms = 800
 id = "merged"
 links = ["police", "guards"]
 hang_time_ms = 300
+
+[[roster.company]]
+id = "acme"
+name = "Acme Security"
+[[roster.guard]]
+id = "g1"
+name = "Li"
+company = "acme"
+dtmf = "901"
+[[roster.guard]]
+id = "g2"
+name = "Wang"
+company = "acme"
+dtmf = "902"
 "#,
         data = dir.join("data").display(),
         v = sha256_hex("viewer-secret"),
@@ -160,6 +174,74 @@ fn roles_audit_events_talk_and_recordings() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
+
+        // --- alerts: operator creates, viewer cannot, ack on behalf ---
+        let mut alerts = pb::alert_service_client::AlertServiceClient::new(ch.clone());
+        let new_alert = pb::CreateAlertRequest {
+            text: "Theft pattern on Market street: check parked bikes".into(),
+            priority: "urgent".into(),
+            target: Some(pb::AlertTarget {
+                channels: vec!["merged".into()],
+                guards: vec!["g1".into(), "g2".into()],
+                ..Default::default()
+            }),
+            clip_path: String::new(),
+            deadline_s: 600,
+        };
+        let e = alerts
+            .create(with_token(new_alert.clone(), Some("viewer-secret")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        let mut bad = new_alert.clone();
+        bad.priority = "whenever".into();
+        let e = alerts
+            .create(with_token(bad, Some("operator-secret")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("whenever"), "{}", e.message());
+        let alert = alerts
+            .create(with_token(new_alert, Some("operator-secret")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(alert.total, 2);
+        let ack = alerts
+            .acknowledge(with_token(
+                pb::AcknowledgeRequest {
+                    alert_id: alert.id,
+                    guard: "g1".into(),
+                },
+                Some("operator-secret"),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ack.outcome, "acknowledged");
+        let detail = alerts
+            .get(with_token(
+                pb::GetAlertRequest { id: alert.id },
+                Some("viewer-secret"),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let g1 = detail.guards.iter().find(|g| g.guard == "g1").unwrap();
+        assert_eq!(
+            (g1.state.as_str(), g1.via.as_str()),
+            ("acknowledged", "operator")
+        );
+        assert_eq!(detail.companies[0].on_time, 1);
+        assert!((detail.companies[0].rate - 0.5).abs() < 1e-9);
+        let e = alerts
+            .get(with_token(
+                pb::GetAlertRequest { id: 4242 },
+                Some("viewer-secret"),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
 
         // --- event resume ---
         let mut live = events

@@ -279,6 +279,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         roster: roster.clone(),
         cancel: cancel.child_token(),
         metrics: metrics.clone(),
+        alerts: Some(alert_service.clone()),
     };
     let grpc_cancel = cancel.child_token();
     let grpc_grace = Duration::from_millis(config.daemon.shutdown_grace_ms / 2);

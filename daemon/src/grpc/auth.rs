@@ -54,7 +54,7 @@ pub fn required_role(path: &str) -> Option<Access> {
         ("RollCallService", "StartRun") => Operator,
         ("RollCallService", "UpsertSchedule" | "DeleteSchedule") => Admin,
         ("AlertService", "List" | "Get") => Viewer,
-        ("AlertService", "Create" | "Acknowledge" | "Cancel") => Operator,
+        ("AlertService", "Create" | "Acknowledge") => Operator,
         ("RosterService", "List") => Viewer,
         ("RosterService", _) => Admin,
         _ => return None,

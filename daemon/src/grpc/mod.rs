@@ -4,6 +4,7 @@
 //! Only this module (and `rollcallctl`) see prost types; services convert to
 //! and from the daemon's own types at this boundary.
 
+mod alert;
 pub mod audio;
 pub mod auth;
 mod events;
@@ -12,6 +13,7 @@ mod station;
 
 use std::sync::Arc;
 
+use rollcall_proto::v1::alert_service_server::AlertServiceServer;
 use rollcall_proto::v1::audio_service_server::AudioServiceServer;
 use rollcall_proto::v1::event_service_server::EventServiceServer;
 use rollcall_proto::v1::recording_service_server::RecordingServiceServer;
@@ -36,6 +38,7 @@ pub struct ApiContext {
     /// Fires at shutdown: streams end, Talk releases PTT.
     pub cancel: CancellationToken,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub alerts: Option<crate::alerts::AlertService>,
 }
 
 /// Serves until `cancel` fires. The listener is bound by the caller so that
@@ -64,6 +67,8 @@ pub async fn serve(
         .max_decoding_message_size(CONTROL_LIMIT);
     let recording = RecordingServiceServer::new(recording::RecordingApi { cx: cx.clone() })
         .max_decoding_message_size(CONTROL_LIMIT);
+    let alert = AlertServiceServer::new(alert::AlertApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
     tonic::transport::Server::builder()
         .max_concurrent_streams(cx.config.grpc.max_streams_per_client)
         .layer(auth::AuthLayer::new(&cx.config.grpc).with_metrics(cx.metrics.clone()))
@@ -73,6 +78,7 @@ pub async fn serve(
         .add_service(events)
         .add_service(audio)
         .add_service(recording)
+        .add_service(alert)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled())
         .await
 }
