@@ -65,7 +65,7 @@ impl Default for DtmfConfig {
             max_reverse_twist_db: 4.0,
             min_level_dbfs: -42.0,
             max_deviation: 0.025,
-            min_tone_share: 0.42,
+            min_tone_share: 0.3,
         }
     }
 }
@@ -105,6 +105,8 @@ pub struct DtmfDecoder {
     bank: ToneBank,
     min_power: f32,
     candidate: Option<Run>,
+    /// Failed votes since the candidate's last vote.
+    candidate_gap: u32,
     active: Option<Run>,
     misses: u32,
 }
@@ -120,6 +122,7 @@ impl DtmfDecoder {
             bank,
             min_power,
             candidate: None,
+            candidate_gap: 0,
             active: None,
             misses: 0,
         }
@@ -144,6 +147,7 @@ impl DtmfDecoder {
             self.finish(run, &mut out);
         }
         self.candidate = None;
+        self.candidate_gap = 0;
         self.misses = 0;
         out
     }
@@ -198,8 +202,15 @@ impl DtmfDecoder {
             }
         }
         match (vote, &mut self.candidate) {
-            (Some((r, c)), Some(run)) if run.row == r && run.col == c => extend(run, b),
+            (Some((r, c)), Some(run)) if run.row == r && run.col == c => {
+                self.candidate_gap = 0;
+                extend(run, b)
+            }
+            // In heavy noise a block of a real tone fails now and then: a
+            // candidate survives one failed vote (it still needs four votes).
+            (None, Some(_)) if self.candidate_gap == 0 => self.candidate_gap = 1,
             (Some((r, c)), _) => {
+                self.candidate_gap = 0;
                 self.candidate = Some(Run {
                     row: r,
                     col: c,

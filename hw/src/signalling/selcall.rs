@@ -3,7 +3,7 @@
 //! Sixteen correlators ([`ToneBank`]) analyse blocks sized to the standard's
 //! tone length (20 ms blocks for CCIR's 100 ms tones down to 10 ms for EIA's
 //! 33 ms), every half block. A block votes for a tone when that tone carries
-//! at least half the block's energy, is 3 dB above every other tone and its
+//! at least 30 % of the block's energy, is 3 dB above every other tone and its
 //! measured frequency is within 2.5 % of nominal (and within a third of the
 //! way to the nearest other tone of the table). Votes for one tone, allowing
 //! short drop-outs, make a tone once there are at least half as many as a
@@ -17,6 +17,10 @@ use super::dtmf::best_two;
 use super::selcall_tables::{SelcallStandard, REPEAT_INDEX, SYMBOLS};
 use super::tonebank::{BlockAnalysis, ToneBank};
 use crate::audio::SAMPLE_RATE;
+
+/// Share of a block's energy the tone must carry: low enough to work at
+/// 0 dB SNR (where it is about half), high enough that speech rarely passes.
+const MIN_TONE_SHARE: f32 = 0.3;
 
 /// One decoded selcall sequence.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,7 +150,7 @@ impl SelcallDecoder {
 
     fn vote(&self, b: &BlockAnalysis) -> Option<usize> {
         let (best, p, second) = best_two(&b.power);
-        if p < self.min_power || p < 2.0 * second || p < 0.5 * b.energy {
+        if p < self.min_power || p < 2.0 * second || p < MIN_TONE_SHARE * b.energy {
             return None;
         }
         let offset = self.bank.offset_hz(b.phase_step[best]);
