@@ -15,10 +15,11 @@
 //!
 //! # Decoder
 //! The audio is mixed down from 1500 Hz to complex baseband, low-pass
-//! filtered, and an FM discriminator gives the phase step per sample:
-//! +π/2 per bit for 1800 Hz, −π/2 for 1200 Hz. Eight slicers, each on its own
-//! bit-clock phase, integrate that over bit periods, so one of them is always
-//! within 1/16 bit of the right timing without a clock-recovery loop. The
+//! filtered; over one bit its phase turns +π/2 for 1800 Hz and −π/2 for
+//! 1200 Hz, so the sign of Im(z[now]·conj(z[one bit ago])) is the tone bit
+//! (differential detection, no arctangent). Eight slicers, each on its own
+//! bit-clock phase, sample that, so one of them is always within 1/16 bit of
+//! the right timing without a clock-recovery loop. The
 //! tone bits are exactly the transitions of the data bits, so the sync is
 //! matched on transitions (polarity-free, up to 3 bit errors). After a sync
 //! the next 112 bits are de-interleaved, corrected by majority-logic decoding
@@ -265,9 +266,8 @@ pub fn modulate(bits: &[u8], amplitude: f32, start_phase: f64) -> Vec<i16> {
 
 #[derive(Debug, Clone)]
 struct Slicer {
-    /// Fractional sample position of the next bit boundary.
-    next_boundary: f64,
-    acc: f32,
+    /// Baseband sample at this slicer's previous bit boundary.
+    last: (f32, f32),
     /// Last 64 tone bits (1 = 1800 Hz = transition).
     history: u64,
     /// Bits still to collect for a block after a sync, and the data-bit
@@ -280,13 +280,17 @@ struct Slicer {
 /// Streaming MDC1200 decoder (sans-IO).
 #[derive(Debug, Clone)]
 pub struct MdcDecoder {
-    lowpass: Vec<f32>,
-    ring_i: Vec<f32>,
-    ring_q: Vec<f32>,
+    lowpass: [f32; LOWPASS_TAPS],
+    /// Mixed-down samples, each written twice so the filter reads one
+    /// contiguous window.
+    ring_i: [f32; 2 * LOWPASS_TAPS],
+    ring_q: [f32; 2 * LOWPASS_TAPS],
     ring_pos: usize,
-    prev_i: f32,
-    prev_q: f32,
     sample: u64,
+    /// Index of the next slicer boundary; boundary `m` falls on sample
+    /// ⌈5m/6⌉ and belongs to slicer `m mod 8` (8 slicers × 1200 baud =
+    /// one boundary every 5/6 sample at 8 kHz).
+    next_boundary: u64,
     slicers: Vec<Slicer>,
     sync_transitions: u64,
     last_emitted: Option<(MdcPacket, u64)>,
@@ -306,30 +310,26 @@ impl MdcDecoder {
         // deviation and its sidebands, stops the 3000 Hz mixing image.
         let fc = 1000.0 / f64::from(SAMPLE_RATE);
         let mid = (LOWPASS_TAPS / 2) as f64;
-        let mut lowpass: Vec<f32> = (0..LOWPASS_TAPS)
-            .map(|i| {
-                let x = i as f64 - mid;
-                let sinc = if x == 0.0 {
-                    2.0 * fc
-                } else {
-                    (2.0 * std::f64::consts::PI * fc * x).sin() / (std::f64::consts::PI * x)
-                };
-                let w = 0.54
-                    - 0.46
-                        * (2.0 * std::f64::consts::PI * i as f64 / (LOWPASS_TAPS - 1) as f64).cos();
-                (sinc * w) as f32
-            })
-            .collect();
+        let mut lowpass = [0.0f32; LOWPASS_TAPS];
+        for (i, tap) in lowpass.iter_mut().enumerate() {
+            let x = i as f64 - mid;
+            let sinc = if x == 0.0 {
+                2.0 * fc
+            } else {
+                (2.0 * std::f64::consts::PI * fc * x).sin() / (std::f64::consts::PI * x)
+            };
+            let w = 0.54
+                - 0.46 * (2.0 * std::f64::consts::PI * i as f64 / (LOWPASS_TAPS - 1) as f64).cos();
+            *tap = (sinc * w) as f32;
+        }
         let sum: f32 = lowpass.iter().sum();
         lowpass.iter_mut().for_each(|t| *t /= sum);
         // Tone bits of the preamble's last bit followed by the sync word.
         let framed = SYNC_BITS | (u64::from(PREAMBLE[6] & 1) << 40);
         let sync_transitions = (framed ^ (framed >> 1)) & ((1u64 << 40) - 1);
-        let bit_len = f64::from(SAMPLE_RATE) / f64::from(BAUD);
         let slicers = (0..SLICERS)
-            .map(|k| Slicer {
-                next_boundary: bit_len * (k as f64 + 1.0) / SLICERS as f64,
-                acc: 0.0,
+            .map(|_| Slicer {
+                last: (0.0, 0.0),
                 history: 0,
                 collecting: None,
                 block: [0; BLOCK_BITS],
@@ -338,12 +338,11 @@ impl MdcDecoder {
             .collect();
         MdcDecoder {
             lowpass,
-            ring_i: vec![0.0; LOWPASS_TAPS],
-            ring_q: vec![0.0; LOWPASS_TAPS],
+            ring_i: [0.0; 2 * LOWPASS_TAPS],
+            ring_q: [0.0; 2 * LOWPASS_TAPS],
             ring_pos: 0,
-            prev_i: 0.0,
-            prev_q: 0.0,
             sample: 0,
+            next_boundary: 1,
             slicers,
             sync_transitions,
             last_emitted: None,
@@ -355,42 +354,38 @@ impl MdcDecoder {
         // exp(-j 2π 1500 n / 8000) repeats every 16 samples.
         const MIX_COS: [f32; 16] = mix_table(false);
         const MIX_SIN: [f32; 16] = mix_table(true);
-        let bit_len = f64::from(SAMPLE_RATE) / f64::from(BAUD);
         let mut out = Vec::new();
         for &x in samples {
             let phase = (self.sample % 16) as usize;
             let x = f32::from(x);
-            self.ring_i[self.ring_pos] = x * MIX_COS[phase];
-            self.ring_q[self.ring_pos] = -x * MIX_SIN[phase];
+            let (mi, mq) = (x * MIX_COS[phase], -x * MIX_SIN[phase]);
+            self.ring_i[self.ring_pos] = mi;
+            self.ring_i[self.ring_pos + LOWPASS_TAPS] = mi;
+            self.ring_q[self.ring_pos] = mq;
+            self.ring_q[self.ring_pos + LOWPASS_TAPS] = mq;
             self.ring_pos = (self.ring_pos + 1) % LOWPASS_TAPS;
+            let window = self.ring_pos..self.ring_pos + LOWPASS_TAPS;
             let (mut i, mut q) = (0.0f32, 0.0f32);
-            for (k, &h) in self.lowpass.iter().enumerate() {
-                let idx = (self.ring_pos + k) % LOWPASS_TAPS;
-                i += h * self.ring_i[idx];
-                q += h * self.ring_q[idx];
+            for ((&h, &wi), &wq) in self
+                .lowpass
+                .iter()
+                .zip(&self.ring_i[window.clone()])
+                .zip(&self.ring_q[window])
+            {
+                i += h * wi;
+                q += h * wq;
             }
-            // Phase step since the previous sample (FM discriminator).
-            let cross = self.prev_i * q - self.prev_q * i;
-            let dot = self.prev_i * i + self.prev_q * q;
-            let step = if dot == 0.0 && cross == 0.0 {
-                0.0
-            } else {
-                cross.atan2(dot)
-            };
-            self.prev_i = i;
-            self.prev_q = q;
             self.sample += 1;
-            let now = self.sample as f64;
-            for s in 0..self.slicers.len() {
-                let slicer = &mut self.slicers[s];
-                slicer.acc += step;
-                if now >= slicer.next_boundary {
-                    slicer.next_boundary += bit_len;
-                    let tone_bit = u8::from(slicer.acc > 0.0);
-                    slicer.acc = 0.0;
-                    if let Some(found) = self.on_bit(s, tone_bit) {
-                        out.push(found);
-                    }
+            while 6 * self.sample >= 5 * self.next_boundary {
+                let s = (self.next_boundary % SLICERS as u64) as usize;
+                self.next_boundary += 1;
+                // Differential detection over one bit: the baseband phase
+                // turns +π/2 for 1800 Hz and −π/2 for 1200 Hz.
+                let (li, lq) = self.slicers[s].last;
+                let turn = li * q - lq * i;
+                self.slicers[s].last = (i, q);
+                if let Some(found) = self.on_bit(s, u8::from(turn > 0.0)) {
+                    out.push(found);
                 }
             }
         }
