@@ -1,4 +1,4 @@
-//! WAV file reading (RIFF/WAVE, PCM 8/16/24/32-bit integer and 32/64-bit
+//! WAV and raw file reading (RIFF/WAVE, PCM 8/16/24/32-bit integer and 32/64-bit
 //! float, any channel count, mixed down to mono) and band-limited resampling
 //! to the internal rate.
 //!
@@ -161,6 +161,15 @@ fn finite(v: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+/// Reads headerless audio: signed 16-bit little-endian mono (the `--rate`
+/// form of `rollcallctl decode`). A trailing odd byte is ignored.
+pub fn read_raw_s16le(bytes: &[u8]) -> Vec<i16> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
 }
 
 /// Writes 16-bit mono PCM WAV bytes (for tests, tools and exports).
@@ -337,6 +346,7 @@ mod tests {
             read_wav(&header(1, 2, 44100, 16, &st)).unwrap().0,
             vec![2000, -1000]
         );
+        assert_eq!(read_raw_s16le(&[1, 0, 0xff, 0xff, 7]), vec![1, -1]);
         // Round trip through our writer.
         assert_eq!(
             read_wav(&write_wav(&[1, -2, 3], 16000)).unwrap(),

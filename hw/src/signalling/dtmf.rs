@@ -2,7 +2,7 @@
 //!
 //! Eight correlators ([`ToneBank`]) analyse 106-sample blocks (13.25 ms) every
 //! 53 samples. A block votes for a digit when one row and one column tone
-//! stand out: each at least 6 dB above the rest of its group, above the
+//! stand out: each at least 4 dB above the rest of its group, above the
 //! minimum level, within the twist limits, and together carrying most of the
 //! block's energy (speech and noise spread theirs). A digit starts after four
 //! consecutive votes (≈ 33 ms of tone, so 40 ms tones always pass and tones
@@ -32,6 +32,8 @@ const HALF_BLOCK: usize = 53;
 const VOTES_TO_START: u32 = 4;
 const VOTES_TO_END: u32 = 3;
 const TWIST_SLACK_DB: f32 = 2.0;
+/// Power ratio of the strongest tone of a group over the next one (4 dB).
+const MIN_DOMINANCE: f32 = 2.5;
 
 /// Row and column frequency of a DTMF symbol (a–d accepted).
 pub fn dtmf_freqs(symbol: char) -> Option<(f32, f32)> {
@@ -65,7 +67,7 @@ impl Default for DtmfConfig {
             max_reverse_twist_db: 4.0,
             min_level_dbfs: -42.0,
             max_deviation: 0.025,
-            min_tone_share: 0.3,
+            min_tone_share: 0.38,
         }
     }
 }
@@ -164,7 +166,7 @@ impl DtmfDecoder {
         if row_p < self.min_power || col_p < self.min_power {
             return None;
         }
-        if row_p < 4.0 * row_second || col_p < 4.0 * col_second {
+        if row_p < MIN_DOMINANCE * row_second || col_p < MIN_DOMINANCE * col_second {
             return None;
         }
         // Leakage makes one block's twist wobble by about a decibel: allow
@@ -177,7 +179,7 @@ impl DtmfDecoder {
         }
         // A loose per-block frequency check weeds out speech early; the
         // strict one runs over the whole digit.
-        let loose = 2.0 * c.max_deviation;
+        let loose = 1.5 * c.max_deviation;
         let row_off = self.bank.offset_hz(b.phase_step[row]).abs() / ROWS[row];
         let col_off = self.bank.offset_hz(b.phase_step[4 + col]).abs() / COLS[col];
         if row_off > loose || col_off > loose {
