@@ -33,6 +33,10 @@ use selcall::SelcallDecoder;
 /// A pause this long after a DTMF digit closes the PTT-ID burst.
 pub const DTMF_BURST_GAP_MS: u32 = 300;
 
+/// A burst this long is reported even without a pause (radios send up to 8
+/// digits; this only bounds memory on an endless DTMF stream).
+pub const MAX_DTMF_BURST_DIGITS: usize = 32;
+
 /// Confidence reported for DTMF bursts: checked tones, but no CRC.
 const DTMF_CONFIDENCE: f32 = 0.9;
 
@@ -146,6 +150,13 @@ impl AniDecoder {
                 .burst
                 .as_ref()
                 .is_some_and(|b| d.start_sample.saturating_sub(b.end) >= gap)
+            {
+                self.emit_burst(events);
+            }
+            if self
+                .burst
+                .as_ref()
+                .is_some_and(|b| b.digits.len() >= MAX_DTMF_BURST_DIGITS)
             {
                 self.emit_burst(events);
             }

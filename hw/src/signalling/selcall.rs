@@ -22,6 +22,9 @@ use crate::audio::SAMPLE_RATE;
 /// 0 dB SNR (where it is about half), high enough that speech rarely passes.
 const MIN_TONE_SHARE: f32 = 0.3;
 
+/// Longest sequence reported; anything longer is not a selcall.
+pub const MAX_TONES: usize = 16;
+
 /// One decoded selcall sequence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SelcallSequence {
@@ -219,8 +222,13 @@ impl SelcallDecoder {
                 p.spoiled |= long;
             }
             Some(p) => {
-                p.symbols.push(run.tone);
-                p.confidences.push(confidence);
+                // A warble or data stream is not a selcall: stop collecting.
+                if p.symbols.len() >= MAX_TONES {
+                    p.spoiled = true;
+                } else {
+                    p.symbols.push(run.tone);
+                    p.confidences.push(confidence);
+                }
                 p.end = end;
                 p.spoiled |= long;
             }

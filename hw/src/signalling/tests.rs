@@ -76,6 +76,21 @@ fn dtmf_bursts_split_on_a_long_pause_and_on_flush() {
 }
 
 #[test]
+fn endless_signalling_is_bounded() {
+    // 40 DTMF digits without a pause: reported in bursts of at most 32.
+    let digits = "1234567890".repeat(4);
+    let events = decode_all(
+        &encode::dtmf(&digits, 50, 50, 0.5),
+        &AniDecoderConfig::default(),
+    );
+    let units: Vec<&str> = events.iter().map(|e| e.unit.as_str()).collect();
+    assert_eq!(units, [&digits[..32], &digits[32..]]);
+    // A 40-tone selcall "sequence" (a warble) is not a selcall at all.
+    let warble = encode::selcall(SelcallStandard::Eea, &"12".repeat(20), 0.5).unwrap();
+    assert!(selcall_units(SelcallStandard::Eea, &warble).is_empty());
+}
+
+#[test]
 fn dtmf_frequency_limits() {
     for (r, &row) in ROWS.iter().enumerate() {
         for (c, &col) in COLS.iter().enumerate() {
