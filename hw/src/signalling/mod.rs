@@ -12,7 +12,8 @@
 //! - [`encode`]: DTMF, selcall and plain tone generators.
 //! - [`impair`]: noise and FM-channel models for tests and benches.
 //!
-//! No decoder panics on any input; each keeps a few kilobytes of state.
+//! No decoder panics on any input; each keeps at most a few tens of kilobytes
+//! of state (mostly correlator tables), bounded whatever the input.
 
 pub mod dtmf;
 pub mod encode;
@@ -41,7 +42,7 @@ pub const MAX_DTMF_BURST_DIGITS: usize = 32;
 const DTMF_CONFIDENCE: f32 = 0.9;
 
 /// Which decoders run on a channel.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AniDecoderConfig {
     pub dtmf: bool,
     /// The channel's selcall standard, if it uses selcall.
