@@ -12,7 +12,8 @@
 //! aligned in order with the sent ones (longest common subsequence): aligned
 //! items are detections, every other reported item is a false detection.
 //!
-//! `ANI_NOISE_TRIALS` overrides the trial count (default 50).
+//! `ANI_NOISE_TRIALS` overrides the trial count (default 50);
+//! `ANI_NOISE_VERBOSE=1` lists our false detections on speech.
 
 use rollcall_hw::ani::AniKind;
 use rollcall_hw::signalling::impair::{add_noise, fm_channel, Noise};
@@ -425,7 +426,19 @@ fn main() {
             } else {
                 None
             };
+            let verbose = std::env::var_os("ANI_NOISE_VERBOSE").is_some();
             for standard in standards {
+                if verbose {
+                    for e in decode_all(&speech, &standard.config()) {
+                        eprintln!(
+                            "speech false {:?} {:?} at {:.2} s, {} ms",
+                            e.kind,
+                            e.unit,
+                            e.start_sample as f64 / 8000.0,
+                            (e.end_sample - e.start_sample) / 8
+                        );
+                    }
+                }
                 let ours_false = ours(standard, &speech).len();
                 let theirs_false = match (standard, &theirs) {
                     (Standard::Dtmf, Some(t)) => {

@@ -11,7 +11,9 @@
 //! spoils the sequence (that is a carrier or an alert tone, not selcall).
 //! Tones follow each other without gaps; a silence of 1.5 tone lengths ends
 //! the sequence, which is reported when it has at least `min_tones` tones,
-//! with repeat tones ('E') resolved to the digit they repeat.
+//! lasts 0.7–1.5 times as long as that many tones should, and uses the
+//! repeat tone ('E') properly; repeat tones are resolved to the digit they
+//! repeat.
 
 use super::dtmf::best_two;
 use super::selcall_tables::{SelcallStandard, REPEAT_INDEX, SYMBOLS};
@@ -246,6 +248,18 @@ impl SelcallDecoder {
 
     fn emit(&self, p: Pending, out: &mut Vec<SelcallSequence>) {
         if p.spoiled || p.symbols.len() < self.min_tones {
+            return;
+        }
+        // The repeat tone repeats the digit before it: it cannot come first
+        // or twice in a row.
+        let repeat_misplaced = p.symbols.first() == Some(&REPEAT_INDEX)
+            || p.symbols
+                .windows(2)
+                .any(|w| w[0] == REPEAT_INDEX && w[1] == REPEAT_INDEX);
+        // Tones follow back to back: the whole sequence lasts about n tones.
+        let nominal = self.tone_len * p.symbols.len() as u64;
+        let length = p.end - p.start;
+        if repeat_misplaced || length * 10 < nominal * 7 || length * 2 > nominal * 3 {
             return;
         }
         let symbols: String = p.symbols.iter().map(|&i| SYMBOLS[i]).collect();

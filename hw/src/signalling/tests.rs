@@ -306,6 +306,30 @@ fn selcall_rejects_other_standards_long_tones_and_short_sequences() {
         encode::selcall(SelcallStandard::Ccir, "1234", 0.5).unwrap(),
     ]);
     assert!(selcall_units(SelcallStandard::Ccir, &long).is_empty());
+    // A repeat tone first, or twice in a row, is not a valid sequence.
+    let tones = |symbols: &str| -> Vec<i16> {
+        symbols
+            .chars()
+            .flat_map(|c| encode::tone(SelcallStandard::Ccir.tone_of(c).unwrap(), 100, 0.5))
+            .collect()
+    };
+    assert!(selcall_units(SelcallStandard::Ccir, &tones("E1234")).is_empty());
+    assert!(selcall_units(SelcallStandard::Ccir, &tones("12EE4")).is_empty());
+    assert_eq!(
+        selcall_units(SelcallStandard::Ccir, &tones("12E45")).len(),
+        1
+    );
+    // Tones with gaps between them take too long for a sequence.
+    let gappy: Vec<i16> = "12345"
+        .chars()
+        .flat_map(|c| {
+            cat(&[
+                encode::tone(SelcallStandard::Ccir.tone_of(c).unwrap(), 100, 0.5),
+                encode::silence(100),
+            ])
+        })
+        .collect();
+    assert!(selcall_units(SelcallStandard::Ccir, &gappy).is_empty());
     let short = encode::selcall(SelcallStandard::Ccir, "123", 0.5).unwrap();
     assert!(selcall_units(SelcallStandard::Ccir, &short).is_empty());
     let mut dec = SelcallDecoder::with_min_tones(SelcallStandard::Ccir, 3);
