@@ -3,11 +3,13 @@
 //! Eight correlators ([`ToneBank`]) analyse 106-sample blocks (13.25 ms) every
 //! 53 samples. A block votes for a digit when one row and one column tone
 //! stand out: each at least 4 dB above the rest of its group, above the
-//! minimum level, within the twist limits, and together carrying most of the
-//! block's energy (speech and noise spread theirs). A digit starts after four
-//! consecutive votes (≈ 33 ms of tone, so 40 ms tones always pass and tones
-//! under ~25 ms never do) and ends after three votes against it (a 40 ms pause
-//! always gives them; a 10 ms drop-out never does). When it ends, the phase
+//! minimum level, within the twist limits (with 2 dB slack per block),
+//! within 3.75 % of nominal frequency, and together carrying at least 38 % of
+//! the block's energy (speech and noise spread theirs; at 0 dB SNR a real
+//! digit still carries ~50 %). A digit starts after four votes, one failed
+//! block between them forgiven (≈ 33 ms of tone, so 40 ms tones always pass
+//! and 20 ms tones never do) and ends after three votes against it (a 40 ms
+//! pause always gives them; a 10 ms drop-out never does). When it ends, the phase
 //! advance between block halves, averaged over the whole digit, gives each
 //! tone's frequency to a few hertz: digits off by more than the configured
 //! deviation (2.5 %: accept ±1.5 %, reject beyond ±3.5 %) are dropped, and
