@@ -1,6 +1,6 @@
 //! Streaming DTMF decoder: samples in, one event per digit out.
 //!
-//! Eight correlators ([`ToneBank`]) analyse 106-sample blocks (13.25 ms) every
+//! Eight correlators (a `ToneBank`) analyse 106-sample blocks (13.25 ms) every
 //! 53 samples. A block votes for a digit when one row and one column tone
 //! stand out: each at least 4 dB above the rest of its group, above the
 //! minimum level, within the twist limits (with 2 dB slack per block),

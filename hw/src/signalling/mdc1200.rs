@@ -6,8 +6,8 @@
 //! A burst is 7 × 0x55 preamble, the sync word 07 09 2A 44 6F and one 14-byte
 //! coded block. The block carries 7 data bytes — opcode, argument, unit id
 //! (high, low), CRC (low, high), 0 — followed by 7 parity bytes of a rate-½
-//! systematic convolutional code (K = 7, parity bit = d[n] ⊕ d[n−2] ⊕ d[n−5]
-//! ⊕ d[n−6], data bits LSB first). The 112 coded bits are interleaved 16 × 7:
+//! systematic convolutional code (K = 7, parity bit `d[n] ^ d[n-2] ^ d[n-5]
+//! ^ d[n-6]`, data bits LSB first). The 112 coded bits are interleaved 16 × 7:
 //! coded bit `n` goes out at position `(n mod 7) · 16 + n / 7`. The CRC is
 //! CRC-16/CCITT in its reflected form (polynomial 0x8408, initial value 0,
 //! output inverted) over the first four bytes. A burst takes 26 bytes =
@@ -19,7 +19,7 @@
 //! 1200 Hz. Eight slicers, each on its own bit-clock phase (boundaries
 //! interpolated between samples), sample it once per bit, so one of them is
 //! always within 1/16 bit of the right timing without a clock-recovery loop.
-//! The sign of Im(z[now]·conj(z[one bit ago])) is the tone bit, i.e. the
+//! The sign of `Im(z(now) · conj(z(one bit ago)))` is the tone bit, i.e. the
 //! transition of the data bits: the sync is searched on those (polarity-free,
 //! up to 3 bit errors). The block is then detected coherently: with the
 //! quarter turn per bit undone, what remains is the carrier phase times ±1,

@@ -1,6 +1,6 @@
 //! Streaming 5-tone selcall decoder for one configured standard.
 //!
-//! Sixteen correlators ([`ToneBank`]) analyse blocks sized to the standard's
+//! Sixteen correlators (a `ToneBank`) analyse blocks sized to the standard's
 //! tone length (20 ms blocks for CCIR's 100 ms tones down to 10 ms for EIA's
 //! 33 ms), every half block. A block votes for a tone when that tone carries
 //! at least 30 % of the block's energy, is 3 dB above every other tone and its
