@@ -210,6 +210,25 @@ fn selcall_event(s: selcall::SelcallSequence) -> AniEvent {
     }
 }
 
+/// Decodes a recording file as `rollcallctl decode` does: a WAV file at any
+/// rate, or headerless signed 16-bit little-endian mono when `raw_rate` is
+/// given; resampled to 8 kHz, then [`decode_all`].
+pub fn decode_recording(
+    bytes: &[u8],
+    raw_rate: Option<u32>,
+    config: &AniDecoderConfig,
+) -> Result<Vec<AniEvent>, crate::wav::WavError> {
+    let (samples, rate) = match raw_rate {
+        Some(rate) => {
+            crate::wav::check_rate(rate)?;
+            (crate::wav::read_raw_s16le(bytes), rate)
+        }
+        None => crate::wav::read_wav(bytes)?,
+    };
+    let internal = crate::wav::resample_to_internal(&samples, rate);
+    Ok(decode_all(&internal, config))
+}
+
 /// Runs an [`AniDecoder`] over a whole recording at 8 kHz, in 20 ms frames as
 /// a channel would, then flushes it: the same events, in the same order, as
 /// the daemon reports for the same audio.

@@ -627,3 +627,23 @@ fn no_false_events_in_half_a_minute_of_noise() {
     };
     assert!(decode_all(&noise, &config).is_empty());
 }
+
+#[test]
+fn decode_recording_reads_wav_and_raw() {
+    let audio = cat(&[
+        encode::silence(100),
+        mdc1200::encode(&MdcPacket::ptt_id_post(0x77), 0.5),
+        encode::silence(100),
+    ]);
+    let at_16k = crate::wav::resample(&audio, 8000, 16000);
+    let wav = crate::wav::write_wav(&at_16k, 16000);
+    let raw: Vec<u8> = at_16k.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let config = AniDecoderConfig::default();
+    let from_wav = decode_recording(&wav, None, &config).unwrap();
+    let from_raw = decode_recording(&raw, Some(16000), &config).unwrap();
+    assert_eq!(from_wav.len(), 1);
+    assert_eq!(from_wav[0].unit, "0077");
+    assert_eq!(from_wav, from_raw);
+    assert!(decode_recording(b"not audio", None, &config).is_err());
+    assert!(decode_recording(&raw, Some(10), &config).is_err());
+}
