@@ -647,3 +647,26 @@ fn decode_recording_reads_wav_and_raw() {
     assert!(decode_recording(b"not audio", None, &config).is_err());
     assert!(decode_recording(&raw, Some(10), &config).is_err());
 }
+
+#[test]
+fn dc_offset_does_not_hide_signalling() {
+    let audio = cat(&[
+        encode::silence(100),
+        encode::dtmf("1234", 70, 60, 0.3),
+        encode::silence(400),
+        encode::selcall(SelcallStandard::Eia, "12345", 0.3).unwrap(),
+        encode::silence(200),
+        mdc1200::encode(&MdcPacket::ptt_id_pre(0x4242), 0.3),
+        encode::silence(100),
+    ]);
+    let shifted: Vec<i16> = audio.iter().map(|&s| s.saturating_add(12000)).collect();
+    let config = AniDecoderConfig {
+        selcall: Some(SelcallStandard::Eia),
+        ..AniDecoderConfig::default()
+    };
+    let units: Vec<String> = decode_all(&shifted, &config)
+        .into_iter()
+        .map(|e| e.unit)
+        .collect();
+    assert_eq!(units, ["1234", "12345", "4242"]);
+}
