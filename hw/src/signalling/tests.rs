@@ -670,3 +670,32 @@ fn dc_offset_does_not_hide_signalling() {
         .collect();
     assert_eq!(units, ["1234", "12345", "4242"]);
 }
+
+#[test]
+fn hard_clipped_audio_still_decodes() {
+    // Transmitters limit deviation: loud signalling arrives clipped, up to
+    // 18 dB here.
+    for clip in [16_000i16, 8000, 4000] {
+        let audio: Vec<i16> = cat(&[
+            encode::silence(100),
+            encode::dtmf("1592#", 70, 60, 1.0),
+            encode::silence(400),
+            encode::selcall(SelcallStandard::Ccir, "12345", 1.0).unwrap(),
+            encode::silence(300),
+            mdc1200::encode(&MdcPacket::radio_check_ack(0x0042), 1.0),
+            encode::silence(100),
+        ])
+        .iter()
+        .map(|&s| s.clamp(-clip, clip))
+        .collect();
+        let config = AniDecoderConfig {
+            selcall: Some(SelcallStandard::Ccir),
+            ..AniDecoderConfig::default()
+        };
+        let units: Vec<String> = decode_all(&audio, &config)
+            .into_iter()
+            .map(|e| e.unit)
+            .collect();
+        assert_eq!(units, ["1592#", "12345", "0042"], "clipped at {clip}");
+    }
+}
