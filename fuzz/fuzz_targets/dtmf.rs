@@ -6,8 +6,13 @@ use libfuzzer_sys::fuzz_target;
 use rollcall_hw::signalling::dtmf::{dtmf_freqs, DtmfDecoder};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, rest)) = data.split_first() else { return };
-    let samples: Vec<i16> = rest.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
+    let samples: Vec<i16> = rest
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
     let mut decoder = DtmfDecoder::default();
     let mut digits = Vec::new();
     for part in samples.chunks(usize::from(chunk).max(1)) {

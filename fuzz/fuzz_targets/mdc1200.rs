@@ -7,7 +7,10 @@ use libfuzzer_sys::fuzz_target;
 use rollcall_hw::signalling::mdc1200::{self, MdcDecoder, MdcPacket};
 
 fuzz_target!(|data: &[u8]| {
-    let samples: Vec<i16> = data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let samples: Vec<i16> = data
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
     let mut decoder = MdcDecoder::new();
     for part in samples.chunks(160) {
         decoder.push(part);
@@ -21,7 +24,14 @@ fuzz_target!(|data: &[u8]| {
     let _ = mdc1200::decode_block(&bits);
 
     if data.len() >= 4 {
-        let packet = MdcPacket { op: data[0], arg: data[1], unit_id: u16::from_le_bytes([data[2], data[3]]) };
-        assert_eq!(mdc1200::decode_block(&mdc1200::encode_block(&packet.data_bytes())), packet.data_bytes());
+        let packet = MdcPacket {
+            op: data[0],
+            arg: data[1],
+            unit_id: u16::from_le_bytes([data[2], data[3]]),
+        };
+        assert_eq!(
+            mdc1200::decode_block(&mdc1200::encode_block(&packet.data_bytes())),
+            packet.data_bytes()
+        );
     }
 });

@@ -7,10 +7,15 @@ use rollcall_hw::signalling::selcall::SelcallDecoder;
 use rollcall_hw::signalling::{symbol_index, SelcallStandard};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&control, rest)) = data.split_first() else { return };
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
     let standard = SelcallStandard::ALL[usize::from(control) % SelcallStandard::ALL.len()];
     let chunk = usize::from(control >> 3).max(1) * 7;
-    let samples: Vec<i16> = rest.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let samples: Vec<i16> = rest
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
     let mut decoder = SelcallDecoder::with_min_tones(standard, 1);
     let mut found = Vec::new();
     for part in samples.chunks(chunk) {
