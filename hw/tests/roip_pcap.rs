@@ -189,8 +189,21 @@ async fn capture_from_the_running_driver_dissects_cleanly() {
         }
         handle.ptt(false);
     }
+    let count_pt = |d: &[Vec<u8>], pt: u8| {
+        d.iter()
+            .filter(|p| p.len() > 1 && p[1] & 0x7f == pt)
+            .count()
+    };
+    while count_pt(&datagrams, 0) < 20 {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), capture.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        datagrams.push(buf[..n].to_vec());
+    }
+    // Then a DTMF burst: two 80 ms digits, each three updates and three ends.
     assert!(dtmf.send("90"));
-    while datagrams.len() < 1 + 20 + 10 {
+    while count_pt(&datagrams, 101) < 12 {
         let (n, _) = tokio::time::timeout(Duration::from_secs(2), capture.recv_from(&mut buf))
             .await
             .unwrap()
