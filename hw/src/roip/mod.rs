@@ -109,6 +109,25 @@ impl RoipConfig {
         }
     }
 
+    /// The far end's config: `bind` and `peer` swapped, same codec and
+    /// timings. An unspecified bind address (`0.0.0.0`) becomes loopback, so
+    /// the far end has somewhere to send. This is how the daemon derives a
+    /// simulated station's link from its own RoIP link.
+    pub fn mirrored(&self) -> RoipConfig {
+        let mut peer = self.bind;
+        if peer.ip().is_unspecified() {
+            peer.set_ip(match peer {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        RoipConfig {
+            bind: self.peer,
+            peer,
+            ..*self
+        }
+    }
+
     /// Every problem with the config, so all are reported at once.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
@@ -398,6 +417,20 @@ mod tests {
         let errors = bad.validate().unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].contains("jitter_min_ms = 10"));
+    }
+
+    #[test]
+    fn mirrored_swaps_ends_and_fills_in_loopback() {
+        let c = RoipConfig::new(
+            "0.0.0.0:4000".parse().unwrap(),
+            "127.0.0.1:5000".parse().unwrap(),
+            Codec::Pcma,
+        );
+        let m = c.mirrored();
+        assert_eq!(m.bind, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(m.peer, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(m.codec, Codec::Pcma);
+        assert_eq!(m.mirrored().peer, m.bind);
     }
 
     #[test]

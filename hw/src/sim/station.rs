@@ -41,10 +41,16 @@
 //! make an on-time guard sometimes silent or late, drawn from the seed.
 //!
 //! # In the daemon
-//! A `kind = "sim"` link is a [`Station::spawn`] with the station's `roip`
-//! section pointing at the daemon's own RoIP link (`peer` = the daemon's
-//! `bind`, and the other way round), plus a normal `kind = "roip"` link on
-//! the daemon side. The station stops when its cancel token fires.
+//! A `kind = "sim"` link is two things started side by side: the daemon's
+//! usual [`RoipDriver`] with the link's [`RoipConfig`], and
+//! [`Station::spawn`] with a [`StationConfig`] whose `roip` is
+//! [`RoipConfig::mirrored`] of it (bind and peer swapped). The guards,
+//! seed, background traffic and log come from the link's `sim` table, which
+//! has the fields of [`StationConfig`] except `roip` (the daemon inserts the
+//! mirror before deserialising, or builds the struct itself). Pass a child of
+//! the daemon's cancel token; [`StationHandle::join`] waits for the station
+//! to stop.
+//! [`StationHandle::subscribe`] yields the ground truth in-process.
 
 use std::collections::VecDeque;
 use std::io::Write;
