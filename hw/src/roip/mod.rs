@@ -50,6 +50,7 @@ pub struct RoipConfig {
     pub bind: SocketAddr,
     /// The gateway's address.
     pub peer: SocketAddr,
+    /// `{ name = "pcmu" }`, `{ name = "pcma" }` or `{ name = "opus", pt = 111 }`.
     pub codec: Codec,
     /// Starting (and smallest) jitter-buffer delay, 20–200 ms.
     #[serde(default = "defaults::jitter_min_ms")]
