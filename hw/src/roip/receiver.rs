@@ -4,7 +4,10 @@
 //! and the COR tracker. COR means "a talkspurt is present": it opens with the
 //! first frame played out of a talkspurt (or the first telephone-event) and
 //! closes `cor_hang` after the last real packet was played, which bridges the
-//! short gaps of a lossy link without cutting a sentence in two.
+//! short gaps of a lossy link without cutting a sentence in two. The marker
+//! bit is not relied on: a talkspurt starts with the first packet after the
+//! jitter buffer ran dry, so losing the marked packet cannot lose the
+//! talkspurt (senders that mark every talkspurt start agree with this).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
