@@ -426,7 +426,7 @@ pub fn spawn_link(
                         on: *on,
                     });
                 }
-                LinkEvent::Ani(_) => {}
+                LinkEvent::Ani(_) | LinkEvent::Concealed { .. } => {}
             }
             if let Some(audio) = &audio {
                 if audio.send((id.clone(), ev)).await.is_err() {

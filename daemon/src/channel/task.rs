@@ -125,6 +125,8 @@ struct LinkSide {
     counters: Arc<crate::metrics::LinkCounters>,
     decoder: AniDecoder,
     recording: Option<(RecKey, std::time::Instant)>,
+    /// Concealed frames not yet recorded: kept only if heard audio follows.
+    concealed: Vec<AudioFrame>,
     rx_started: Option<Instant>,
     ani_seen: bool,
 }
@@ -206,6 +208,7 @@ impl ChannelTask {
                     handle: h,
                     decoder: AniDecoder::new(ani.clone()),
                     recording: None,
+                    concealed: Vec::new(),
                     rx_started: None,
                     ani_seen: false,
                 })
@@ -281,18 +284,30 @@ impl ChannelTask {
             LinkEvent::Audio { frame, cor } => {
                 self.machine.handle_cor(now, i, cor);
                 self.apply_actions();
-                self.on_rx_frame(i, &frame, cor);
+                self.on_rx_frame(i, &frame, cor, false);
+            }
+            LinkEvent::Concealed { frame } => {
+                self.on_rx_frame(i, &frame, true, true);
             }
             LinkEvent::Ani(ani) => self.on_ani(i, ani),
             LinkEvent::Ptt(_) => {}
         }
     }
 
-    fn on_rx_frame(&mut self, i: usize, frame: &AudioFrame, cor: bool) {
+    fn on_rx_frame(&mut self, i: usize, frame: &AudioFrame, cor: bool, concealed: bool) {
         let mut ani_text = None;
         if cor {
-            if let (Some((key, _)), Some(rec)) = (&self.links[i].recording, &self.recorder) {
-                rec.frame(*key, frame);
+            let side = &mut self.links[i];
+            if let (Some((key, _)), Some(rec)) = (&side.recording, &self.recorder) {
+                if concealed {
+                    side.concealed.push(*frame);
+                } else {
+                    // Concealment between heard frames is part of the audio.
+                    for f in side.concealed.drain(..) {
+                        rec.frame(*key, &f);
+                    }
+                    rec.frame(*key, frame);
+                }
             }
             let events = self.links[i].decoder.push(&frame.samples);
             for ani in events {
@@ -497,6 +512,8 @@ impl ChannelTask {
                         self.on_ani(link, ani);
                     }
                     let side = &mut self.links[link];
+                    // Concealment after the last heard frame was never on air.
+                    side.concealed.clear();
                     if let (Some((key, _)), Some(rec)) = (side.recording.take(), &self.recorder) {
                         rec.finish(key);
                     }

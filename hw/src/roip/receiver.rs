@@ -152,22 +152,26 @@ impl RoipReceiver {
     /// Plays out due frames, closes COR and DTMF bursts that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(playout) = self.jitter.pop(now) {
-            let frame = match playout {
+            let (frame, concealed) = match playout {
                 Playout::Frame { item, .. } => match self.decoder.decode(&item) {
                     Ok(frame) => {
                         self.mark_activity(now);
-                        frame
+                        (frame, false)
                     }
                     Err(_) => {
                         self.decode_errors += 1;
-                        self.decoder.conceal()
+                        (self.decoder.conceal(), true)
                     }
                 },
-                Playout::Lost => self.decoder.conceal(),
+                Playout::Lost => (self.decoder.conceal(), true),
             };
-            self.events.push_back(LinkEvent::Audio {
-                frame,
-                cor: self.cor,
+            self.events.push_back(if concealed && self.cor {
+                LinkEvent::Concealed { frame }
+            } else {
+                LinkEvent::Audio {
+                    frame,
+                    cor: self.cor,
+                }
             });
         }
         if let Some(ani) = self.dtmf.handle_timeout(now) {
@@ -292,8 +296,14 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            // 25 frames per talkspurt plus 3 concealed at each tail.
-            assert_eq!(audio.len(), 56, "{codec:?}");
+            // 25 heard frames per talkspurt; the 3 concealed at each tail are
+            // marked as such.
+            assert_eq!(audio.len(), 50, "{codec:?}");
+            let concealed = events
+                .iter()
+                .filter(|(_, e)| matches!(e, LinkEvent::Concealed { .. }))
+                .count();
+            assert_eq!(concealed, 6, "{codec:?}");
             assert!(audio[20].level_dbfs() > -20.0, "{codec:?}");
             assert_eq!(rx.jitter_stats().lost, 0);
         }

@@ -548,7 +548,7 @@ impl Sim {
                 }
             }
             LinkEvent::Cor(false) => self.end_of_gateway_transmission(),
-            LinkEvent::Audio { frame, cor: true } => {
+            LinkEvent::Audio { frame, cor: true } | LinkEvent::Concealed { frame } => {
                 let anis = self.decoder.push(&frame.samples);
                 if let Some(heard) = self.heard.as_mut() {
                     heard.frames += 1;
