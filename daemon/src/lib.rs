@@ -20,6 +20,7 @@ pub mod config;
 pub mod events;
 pub mod grpc;
 pub mod links;
+pub mod rollcall;
 pub mod roster;
 pub mod sdnotify;
 pub mod station;

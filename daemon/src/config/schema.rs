@@ -557,8 +557,11 @@ pub struct ScheduleConfig {
     /// Roster groups called; empty = every guard.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// Local times `HH:MM` in the daemon's time zone.
+    /// Local times `HH:MM` in `time_zone`.
     pub times: Vec<String>,
+    /// IANA time zone of `times`; default the daemon's `time_zone`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// `daily`, `weekdays`, `weekends`, or a list like `["mon", "wed"]`.
     #[serde(default)]
     pub days: Days,
@@ -581,7 +584,9 @@ pub struct ScheduleConfig {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RollcallMode {
     Individual,

@@ -1,0 +1,2 @@
+//! Roll calls: schedules, the run engine, results and reports.
+pub mod schedule;
