@@ -758,21 +758,31 @@ impl RollcallService {
                     let tx = self.inner.transmitter.clone();
                     let done = done.clone();
                     let ch = channel.clone();
+                    let cancel = self.inner.cancel.clone();
                     self.inner.tracker.spawn(async move {
-                        let r = tx.transmit(&ch, TxSource::RollCall, samples.to_vec()).await;
-                        let _ = done.send(r);
+                        // Dropping the transmission at shutdown unkeys it.
+                        tokio::select! {
+                            r = tx.transmit(&ch, TxSource::RollCall, samples.to_vec()) => { let _ = done.send(r); }
+                            _ = cancel.cancelled() => {}
+                        }
                     });
                 }
                 Action::RadioCheck { dmr_id, .. } => {
                     let rc = self.inner.radio_check.clone();
                     let done = done.clone();
                     let ch = channel.clone();
+                    let cancel = self.inner.cancel.clone();
                     self.inner.tracker.spawn(async move {
-                        let r = match rc {
-                            Some(rc) => rc.radio_check(&ch, dmr_id).await,
-                            None => Err(TxError::NoLinkUp),
+                        let check = async {
+                            match rc {
+                                Some(rc) => rc.radio_check(&ch, dmr_id).await,
+                                None => Err(TxError::NoLinkUp),
+                            }
                         };
-                        let _ = done.send(r);
+                        tokio::select! {
+                            r = check => { let _ = done.send(r); }
+                            _ = cancel.cancelled() => {}
+                        }
                     });
                 }
                 Action::Store(_) => {}
