@@ -69,29 +69,21 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;",
     // 2: roster (config-seeded, API-editable) and roll calls.
+    // Roster rows are JSON bodies of `roster::{Company, Group, Guard}`;
+    // `source` says whether the config or the API owns the entry.
     "CREATE TABLE roster_companies (
         id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        supervisor TEXT,
-        supervisor_phone TEXT,
+        body TEXT NOT NULL,
         source TEXT NOT NULL CHECK (source IN ('config', 'api'))
     );
     CREATE TABLE roster_groups (
         id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
+        body TEXT NOT NULL,
         source TEXT NOT NULL CHECK (source IN ('config', 'api'))
     );
     CREATE TABLE roster_guards (
         id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        company TEXT NOT NULL,
-        post TEXT,
-        dtmf TEXT,
-        selcall TEXT,
-        mdc1200 TEXT,
-        dmr INTEGER,
-        app_id TEXT,
-        groups TEXT NOT NULL DEFAULT '[]',
+        body TEXT NOT NULL,
         source TEXT NOT NULL CHECK (source IN ('config', 'api'))
     );
     CREATE TABLE rollcall_schedules (
