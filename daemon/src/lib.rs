@@ -5,7 +5,9 @@
 //! - [`storage`]: the SQLite database on its own thread; migrations.
 //! - [`events`]: the event bus — one `Event` enum, numbered, persisted, broadcast.
 //! - [`station`]: live link state shared with the API.
-//! - [`roster`]: companies, guards, groups; lookups by ANI code and app id.
+//! - [`roster`]: companies, guards, groups; lookups by ANI code and app id;
+//!   persisted in SQLite, edited at run time with an audit trail.
+//! - [`rollcall`]: schedules, the roll-call engine, results and reports.
 //! - [`channel`]: channels, PTT arbitration (`TxSource`), the `Transmitter` trait.
 //! - [`links`]: the link registry (config kinds → `rollcall_hw` drivers) and the
 //!   per-link task.
@@ -79,6 +81,37 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
 
+    // --- roll calls (rollcall branch) ---
+    // Roster from SQLite (seeded by the config), then the roll-call service:
+    // it recovers unfinished runs and starts the scheduler. TODO(lead): pass
+    // the channel registry as the transmitter, the DMR radio check, and hand
+    // `roster_store` / `rollcall` to the gRPC context.
+    let roster_store = roster::RosterStore::open(storage.clone(), &config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the roster: {e}"))?;
+    let rollcall = rollcall::RollcallService::start(
+        &config,
+        rollcall::Deps {
+            storage: storage.clone(),
+            bus: bus.clone(),
+            roster: roster_store.roster(),
+            transmitter: Arc::new(rollcall::UnwiredTransmitter),
+            radio_check: None,
+            clock: Arc::new(rollcall::SystemClock),
+        },
+        cancel.child_token(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start roll calls: {e}"))?;
+    {
+        let rollcall = rollcall.clone();
+        tasks.add(
+            "rollcall".into(),
+            tokio::spawn(async move { rollcall.stopped().await }),
+        );
+    }
+    // --- end roll calls ---
+
     // gRPC: bind first so a taken port fails start-up before READY.
     let listener = tokio::net::TcpListener::bind(config.grpc.listen)
         .await
@@ -135,6 +168,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     } else {
         tracing::info!(task = "event bus", "stopped");
     }
+    // Roll calls hold storage handles too; release them so the storage
+    // thread can finish.
+    drop(rollcall);
+    drop(roster_store);
     drop(storage);
     drop(bus);
     // The storage thread finishes queued writes, checkpoints and exits.
