@@ -147,20 +147,23 @@ pub fn company_csv(stats: &[CompanyStats]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Per company, per local day: (answered, called).
+pub type DailyRates = BTreeMap<String, BTreeMap<jiff::civil::Date, (u32, u32)>>;
+
 /// Each company's answer rate per local day (in `tz`) over `[from, to)`.
 pub fn daily_answer_rates(
     conn: &Connection,
     from: Timestamp,
     to: Timestamp,
     tz: &TimeZone,
-) -> Result<BTreeMap<String, BTreeMap<jiff::civil::Date, (u32, u32)>>, StorageError> {
+) -> Result<DailyRates, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT r.company, u.started_ms, r.outcome IN ('answered', 'late')
          FROM rollcall_results r JOIN rollcall_runs u ON u.id = r.run_id
          WHERE u.started_ms >= ?1 AND u.started_ms < ?2
            AND r.outcome IN ('answered', 'late', 'missed')",
     )?;
-    let mut out: BTreeMap<String, BTreeMap<jiff::civil::Date, (u32, u32)>> = BTreeMap::new();
+    let mut out = DailyRates::new();
     let rows = stmt.query_map(params![ms(from), ms(to)], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -184,9 +187,7 @@ pub fn daily_answer_rates(
 }
 
 /// A line chart (SVG 1.1, no scripts) of each company's daily answer rate.
-pub fn answer_rate_svg(
-    rates: &BTreeMap<String, BTreeMap<jiff::civil::Date, (u32, u32)>>,
-) -> String {
+pub fn answer_rate_svg(rates: &DailyRates) -> String {
     const W: f64 = 720.0;
     const H: f64 = 320.0;
     const L: f64 = 48.0;

@@ -125,7 +125,7 @@ pub struct Deps {
 }
 
 enum SchedCmd {
-    Upsert(ScheduleSpec, Timestamp),
+    Upsert(Box<ScheduleSpec>, Timestamp),
     Remove(String),
 }
 
@@ -302,7 +302,10 @@ impl RollcallService {
         // Never before the last decided due time, never before now for a
         // new or edited schedule (an edit does not resurrect past times).
         let since = last.unwrap_or(created).max(now);
-        let _ = self.inner.sched.send(SchedCmd::Upsert(spec, since));
+        let _ = self
+            .inner
+            .sched
+            .send(SchedCmd::Upsert(Box::new(spec), since));
         Ok(())
     }
 
@@ -350,7 +353,7 @@ impl RollcallService {
                 cmd = cmds.recv() => match cmd {
                     Some(SchedCmd::Upsert(spec, since)) => {
                         let id = spec.id.clone();
-                        if let Err(e) = scheduler.upsert(spec, since) {
+                        if let Err(e) = scheduler.upsert(*spec, since) {
                             tracing::error!(schedule = %id, error = %e, "schedule refused");
                         }
                     }

@@ -554,3 +554,63 @@ pub fn running_runs(conn: &Connection) -> Result<Vec<RunSummary>, StorageError> 
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::storage::migrate(&mut c).unwrap();
+        c
+    }
+
+    #[test]
+    fn a_due_time_is_decided_once() {
+        let mut c = conn();
+        let opts = RunOptions {
+            reply_window_s: 8,
+            window_s: 60,
+            on_time_s: 30,
+            retries: 1,
+            escalate: true,
+        };
+        let due: Timestamp = "2026-05-04T08:00:00Z".parse().unwrap();
+        let run = NewRun {
+            due: Some(("morning", due)),
+            channel: "ch1",
+            groups: &[],
+            modes: &[RollcallMode::App],
+            options: &opts,
+            started: due,
+            resume_until: due,
+            guards: &[],
+        };
+        assert!(create_run(&mut c, &run).unwrap().is_some());
+        // A second start of the same due time (e.g. after a restart) is
+        // refused and leaves no stray run row behind.
+        assert!(create_run(&mut c, &run).unwrap().is_none());
+        let spec = ScheduleSpec {
+            id: "morning".into(),
+            name: "m".into(),
+            channel: "ch1".into(),
+            groups: vec![],
+            times: vec!["08:00".into()],
+            days: vec!["daily".into()],
+            time_zone: "UTC".into(),
+            modes: vec![RollcallMode::App],
+            announcement: None,
+            options: opts.clone(),
+            grace_s: 0,
+            enabled: true,
+        };
+        assert!(record_missed(&mut c, &spec, due, "x", due)
+            .unwrap()
+            .is_none());
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM rollcall_runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(last_decided(&c).unwrap()["morning"], due);
+    }
+}

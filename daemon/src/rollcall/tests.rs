@@ -166,6 +166,7 @@ struct Sim {
     watch: broadcast::Receiver<Arc<Numbered>>,
     /// Every event seen, in order.
     seen: Vec<Event>,
+    last_seq: i64,
     _inhibit: std::sync::mpsc::Sender<()>,
 }
 
@@ -208,6 +209,7 @@ impl Sim {
             rng: rand::rngs::StdRng::seed_from_u64(seed ^ 0xabc),
             watch,
             seen: vec![],
+            last_seq: 0,
             _inhibit: inhibit,
         }
     }
@@ -282,10 +284,28 @@ impl Sim {
         }
         loop {
             let n = match self.watch.try_recv() {
+                Ok(n) if n.seq <= self.last_seq => continue,
                 Ok(n) => n,
                 Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    // Fell behind the live buffer: the rest is in the log.
+                    loop {
+                        let rows = crate::events::read_after(&self.storage, self.last_seq, 4096)
+                            .await
+                            .unwrap();
+                        if rows.is_empty() {
+                            break;
+                        }
+                        for (seq, _, _, body) in rows {
+                            self.last_seq = seq;
+                            self.seen.push(serde_json::from_str(&body).unwrap());
+                        }
+                    }
+                    continue;
+                }
                 Err(e) => panic!("test subscriber: {e}"),
             };
+            self.last_seq = n.seq;
             match &n.event {
                 Event::RollcallAppRequest {
                     app_id,
@@ -293,7 +313,10 @@ impl Sim {
                     guard,
                     ..
                 } => {
-                    let (_, b) = self.truth[guard];
+                    let Some(&(_, b)) = self.truth.get(guard) else {
+                        self.seen.push(n.event.clone());
+                        continue;
+                    };
                     let delay = match b {
                         Behaviour::OnTime => Some(self.rng.random_range(1000..4000)),
                         Behaviour::Late => Some(self.rng.random_range(20_000..500_000)),
@@ -592,7 +615,7 @@ async fn killed_mid_run_resumes_and_keeps_every_answer() {
     drop(svc);
     assert_eq!(
         sim.storage
-            .call(move |c| Ok(super::store::load_run(c, run_id)?))
+            .call(move |c| super::store::load_run(c, run_id))
             .await
             .unwrap()
             .unwrap()
@@ -767,6 +790,173 @@ async fn group_mode_counts_every_ani_in_the_window() {
     let sent = sim.tx.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].2, engine::builtin_announcement().len());
+    cancel.cancel();
+    svc.stopped().await;
+    sim.bus_cancel.cancel();
+    let _ = std::fs::remove_dir_all(&sim.dir);
+}
+
+/// 10,000 app acks arriving at once (more than the bus's live buffer, so
+/// the run must catch up from the stored event log): every one is counted
+/// exactly once, committed in per-tick batches.
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_app_acks_close_fast() {
+    const N: usize = 10_000;
+    let mut sim = Sim::new(1);
+    let guards: Vec<Guard> = (0..N)
+        .map(|i| Guard {
+            id: format!("a{i}"),
+            name: format!("App guard {i}"),
+            company: ["acme", "bolt"][i % 2].into(),
+            post: None,
+            dtmf: None,
+            selcall: None,
+            mdc1200: None,
+            dmr: None,
+            app_id: Some(format!("app-{i}")),
+            groups: vec![],
+        })
+        .collect();
+    let snap = sim.roster.snapshot();
+    sim.roster
+        .replace(RosterSnapshot::new(snap.companies.clone(), guards, vec![]));
+    let cancel = CancellationToken::new();
+    let svc = sim.service(cancel.clone()).await;
+    let mut req = start_req();
+    req.groups = vec![];
+    req.modes = vec![RollcallMode::App];
+    let run_id = svc.start_run_now(req, "bench").await.unwrap();
+    sim.step(Duration::from_secs(1)).await;
+    let t0 = std::time::Instant::now();
+    for i in 0..N {
+        sim.bus.publish(Event::AppAck {
+            app_id: format!("app-{i}"),
+            ref_id: engine::ref_id(run_id),
+            ts_ms: 0,
+        });
+    }
+    // A duplicate ack and one for another run change nothing.
+    sim.bus.publish(Event::AppAck {
+        app_id: "app-0".into(),
+        ref_id: engine::ref_id(run_id),
+        ts_ms: 0,
+    });
+    sim.bus.publish(Event::AppAck {
+        app_id: "app-1".into(),
+        ref_id: engine::ref_id(run_id + 1),
+        ts_ms: 0,
+    });
+    let mut finished = false;
+    for _ in 0..2000 {
+        sim.settle().await;
+        if sim.finished(run_id) {
+            finished = true;
+            break;
+        }
+    }
+    let took = t0.elapsed();
+    assert!(finished, "run did not close after all acks");
+    eprintln!("{N} app acks stored and closed in {took:?}");
+    let rec = svc.get_run(run_id).await.unwrap().unwrap();
+    assert_eq!(rec.run.answered, N as u32);
+    assert_eq!(rec.run.missed, 0);
+    assert!(rec
+        .results
+        .iter()
+        .all(|r| r.outcome == "answered" && r.how_kind.as_deref() == Some("app")));
+    let heard = sim
+        .seen
+        .iter()
+        .filter(|e| matches!(e, Event::RollcallAnswerHeard { .. }))
+        .count();
+    assert_eq!(heard, N, "each ack announced exactly once");
+    cancel.cancel();
+    svc.stopped().await;
+    sim.bus_cancel.cancel();
+    let _ = std::fs::remove_dir_all(&sim.dir);
+}
+
+/// A config schedule fires once at its due time, is not fired again by a
+/// restart right after, and a due time missed while the daemon was down
+/// (beyond grace) is recorded as a missed run with its reason.
+#[tokio::test(start_paused = true)]
+async fn scheduled_runs_fire_once_across_restarts_and_record_missed() {
+    let mut sim = Sim::new(2);
+    let src = format!(
+        "{CONFIG}\n[rollcall]\ngrace_s = 600\n\n[[rollcall.schedule]]\nid = \"morning\"\nchannel = \"ch1\"\ntimes = [\"08:00\"]\ntime_zone = \"UTC\"\nmodes = [\"app\"]\nwindow_s = 120\n"
+    );
+    sim.config = load_str(&src, Path::new("t.toml")).unwrap();
+    let cancel = CancellationToken::new();
+    let svc = sim.service(cancel.clone()).await;
+    let due: Timestamp = "2026-05-04T08:00:00Z".parse().unwrap();
+    // Up to 07:59: nothing.
+    for _ in 0..(8 * 60 - 1) {
+        sim.step(Duration::from_secs(60)).await;
+    }
+    assert!(svc.list_runs(Default::default()).await.unwrap().is_empty());
+    // 08:00 passes: one run, then the daemon is killed at once.
+    for _ in 0..20 {
+        sim.step(Duration::from_secs(5)).await;
+    }
+    let runs = svc.list_runs(Default::default()).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].schedule_id.as_deref(), Some("morning"));
+    assert_eq!(runs[0].due_ms, Some(due.as_millisecond()));
+    cancel.cancel();
+    svc.stopped().await;
+    drop(svc);
+
+    // Restart a few seconds later: the run resumes, the due time is not
+    // fired again.
+    sim.step(Duration::from_secs(5)).await;
+    let cancel = CancellationToken::new();
+    let svc = sim.service(cancel.clone()).await;
+    for _ in 0..60 {
+        sim.step(Duration::from_secs(5)).await;
+    }
+    let runs = svc.list_runs(Default::default()).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].state, "finished");
+    cancel.cancel();
+    svc.stopped().await;
+    drop(svc);
+
+    // Down from 08:07 until the next day 08:20: 20 min late, beyond the
+    // 10 min grace.
+    let back: Timestamp = "2026-05-05T08:20:00Z".parse().unwrap();
+    let gap = back.duration_since(sim.clock.now());
+    tokio::time::advance(gap.try_into().unwrap()).await;
+    let cancel = CancellationToken::new();
+    let svc = sim.service(cancel.clone()).await;
+    for _ in 0..5 {
+        sim.step(Duration::from_secs(1)).await;
+    }
+    let runs = svc.list_runs(Default::default()).await.unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0].state, "missed");
+    assert_eq!(
+        runs[0].due_ms,
+        Some(
+            "2026-05-05T08:00:00Z"
+                .parse::<Timestamp>()
+                .unwrap()
+                .as_millisecond()
+        )
+    );
+    assert!(runs[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("beyond the 600 s grace window"));
+    assert!(sim.seen.iter().any(
+        |e| matches!(e, Event::RollcallMissedRun { schedule_id, .. } if schedule_id == "morning")
+    ));
+    let fired: i64 = sim
+        .storage
+        .call(|c| Ok(c.query_row("SELECT COUNT(*) FROM rollcall_fired", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(fired, 2);
     cancel.cancel();
     svc.stopped().await;
     sim.bus_cancel.cancel();
