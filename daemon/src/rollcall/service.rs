@@ -38,6 +38,17 @@ use super::report::{self, CompanyStats};
 use super::schedule::{RunOptions, SchedAction, ScheduleError, ScheduleSpec, Scheduler};
 use super::store::{self, NewRun, RunFilter, RunRecord, RunSummary, StoredSchedule};
 
+/// How soon a failed commit of roll-call results is retried.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// Results and events waiting for a commit that failed.
+#[derive(Default)]
+struct Backlog {
+    stores: Vec<(i64, StoreOp)>,
+    events: Vec<Event>,
+    failing: bool,
+}
+
 /// Longest the scheduler sleeps before re-reading the wall clock.
 pub const WAKE_STEP: Duration = Duration::from_secs(15);
 
@@ -646,12 +657,20 @@ impl RollcallService {
         let run_id = run.run_id();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<(), TxError>>();
         let mut last_seq: i64 = 0;
+        let mut backlog = Backlog::default();
         loop {
-            self.execute(&mut run, &done_tx, &watch).await;
-            if run.state() != RunState::Running {
+            self.execute(&mut run, &mut backlog, &done_tx, &watch).await;
+            let retry = !backlog.stores.is_empty();
+            if run.state() != RunState::Running && !retry {
                 break;
             }
-            let deadline = run.poll_timeout();
+            let deadline = match (run.poll_timeout(), retry) {
+                (d, false) => d,
+                (d, true) => {
+                    let r = Instant::now() + STORE_RETRY;
+                    Some(d.map_or(r, |d| d.min(r)))
+                }
+            };
             tokio::select! {
                 biased;
                 _ = self.inner.cancel.cancelled() => {
@@ -722,58 +741,58 @@ impl RollcallService {
     }
 
     /// Executes every pending action: stores first (one transaction), then
-    /// events and transmissions in order.
+    /// events and transmissions in order. If the commit fails, the rows and
+    /// the events about them wait in `backlog` and are retried on the next
+    /// tick: nothing is announced before it is stored, nothing is dropped.
     async fn execute(
         &self,
         run: &mut Run,
+        backlog: &mut Backlog,
         done: &mpsc::UnboundedSender<Result<(), TxError>>,
         watch: &broadcast::Sender<Event>,
     ) {
         let run_id = run.run_id();
         let channel = run.plan().channel.clone();
-        let mut stores: Vec<(i64, StoreOp)> = Vec::new();
         let mut rest = Vec::new();
         while let Some(a) = run.poll_action() {
             match a {
-                Action::Store(op) => stores.push((run_id, op)),
+                Action::Store(op) => backlog.stores.push((run_id, op)),
+                Action::Publish(ev) => backlog.events.push(ev),
                 other => rest.push(other),
             }
         }
-        if !stores.is_empty() {
-            let mut attempt = 0;
-            loop {
-                let batch = stores.clone();
-                match self
-                    .inner
+        if !backlog.stores.is_empty() {
+            let batch = std::mem::take(&mut backlog.stores);
+            let result = {
+                let batch = batch.clone();
+                self.inner
                     .storage
                     .call(move |c| store::apply(c, &batch))
                     .await
-                {
-                    Ok(()) => break,
-                    Err(e) if attempt < 3 => {
-                        attempt += 1;
-                        tracing::warn!(run = run_id, error = %e, attempt, "roll-call results not committed; retrying");
-                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                    }
-                    Err(e) => {
-                        // Not committed, so not announced either.
-                        tracing::error!(run = run_id, error = %e, "roll-call results could not be committed; their events are withheld");
-                        rest.retain(|a| !matches!(a, Action::Publish(_)));
-                        self.inner.bus.publish(Event::Error {
-                            source: format!("rollcall run {run_id}"),
-                            message: format!("results could not be stored: {e}"),
-                        });
-                        break;
-                    }
+            };
+            if let Err(e) = result {
+                backlog.stores = batch;
+                if !backlog.failing {
+                    backlog.failing = true;
+                    tracing::error!(run = run_id, error = %e, "roll-call results not committed; retrying, their events withheld");
+                    self.inner.bus.publish(Event::Error {
+                        source: format!("rollcall run {run_id}"),
+                        message: format!("results could not be stored yet: {e}"),
+                    });
                 }
+            } else if backlog.failing {
+                backlog.failing = false;
+                tracing::info!(run = run_id, "roll-call results committed after retrying");
+            }
+        }
+        if backlog.stores.is_empty() {
+            for ev in backlog.events.drain(..) {
+                let _ = watch.send(ev.clone());
+                self.inner.bus.publish(ev);
             }
         }
         for a in rest {
             match a {
-                Action::Publish(ev) => {
-                    let _ = watch.send(ev.clone());
-                    self.inner.bus.publish(ev);
-                }
                 Action::Transmit { samples, .. } => {
                     let tx = self.inner.transmitter.clone();
                     let done = done.clone();
@@ -805,7 +824,7 @@ impl RollcallService {
                         }
                     });
                 }
-                Action::Store(_) => {}
+                Action::Store(_) | Action::Publish(_) => {}
             }
         }
     }

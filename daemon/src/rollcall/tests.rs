@@ -962,3 +962,64 @@ async fn scheduled_runs_fire_once_across_restarts_and_record_missed() {
     sim.bus_cancel.cancel();
     let _ = std::fs::remove_dir_all(&sim.dir);
 }
+
+/// While SQLite refuses the results, no answer is announced; once it
+/// accepts them again every answer is stored and then announced.
+#[tokio::test(start_paused = true)]
+async fn answers_wait_for_their_commit_when_storage_fails() {
+    let mut sim = Sim::new(9);
+    let cancel = CancellationToken::new();
+    let svc = sim.service(cancel.clone()).await;
+    let mut req = start_req();
+    req.modes = vec![RollcallMode::App];
+    let run_id = svc.start_run_now(req, "test").await.unwrap();
+    sim.storage
+        .call(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER fail_results BEFORE UPDATE ON rollcall_results
+                 BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END;",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        sim.step(Duration::from_millis(100)).await;
+    }
+    let heard = |sim: &Sim| {
+        sim.seen
+            .iter()
+            .filter(|e| matches!(e, Event::RollcallAnswerHeard { .. }))
+            .count()
+    };
+    assert_eq!(heard(&sim), 0, "answers announced without a commit");
+    assert!(sim.seen.iter().any(
+        |e| matches!(e, Event::Error { message, .. } if message.contains("simulated disk failure"))
+    ));
+    let on_time = sim
+        .truth
+        .values()
+        .filter(|(r, b)| *r == Radio::App && *b == Behaviour::OnTime)
+        .count();
+    assert!(on_time > 0);
+    sim.storage
+        .call(|c| Ok(c.execute_batch("DROP TRIGGER fail_results;")?))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        sim.step(Duration::from_millis(100)).await;
+    }
+    assert_eq!(heard(&sim), on_time);
+    let rec = svc.get_run(run_id).await.unwrap().unwrap();
+    assert_eq!(
+        rec.results
+            .iter()
+            .filter(|r| r.outcome == "answered")
+            .count(),
+        on_time
+    );
+    cancel.cancel();
+    svc.stopped().await;
+    sim.bus_cancel.cancel();
+    let _ = std::fs::remove_dir_all(&sim.dir);
+}
