@@ -834,3 +834,377 @@ pub fn builtin_announcement() -> Vec<i16> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(
+        id: &str,
+        call: Option<CallCode>,
+        codes: &[(&str, &str)],
+        app: Option<&str>,
+    ) -> RunGuard {
+        RunGuard {
+            id: id.into(),
+            name: id.into(),
+            company: "acme".into(),
+            supervisor: Some("sup".into()),
+            call,
+            codes: codes
+                .iter()
+                .map(|(k, u)| (k.to_string(), u.to_string()))
+                .collect(),
+            app_id: app.map(Into::into),
+        }
+    }
+
+    fn plan(modes: &[RollcallMode], guards: Vec<RunGuard>) -> RunPlan {
+        RunPlan {
+            run_id: 7,
+            channel: "ch1".into(),
+            modes: modes.to_vec(),
+            guards,
+            options: RunOptions {
+                reply_window_s: 8,
+                window_s: 60,
+                on_time_s: 5,
+                retries: 1,
+                escalate: true,
+            },
+            announcement: None,
+            selcall: SelcallStandard::Ccir,
+        }
+    }
+
+    /// A simulated clock: both faces move together.
+    struct Clock(Now);
+    impl Clock {
+        fn new() -> Clock {
+            Clock(Now {
+                wall: "2026-05-04T08:00:00Z".parse().unwrap(),
+                mono: Instant::now(),
+            })
+        }
+        fn advance(&mut self, ms: u64) -> Now {
+            self.0.mono += Duration::from_millis(ms);
+            self.0.wall += jiff::SignedDuration::from_millis(ms as i64);
+            self.0
+        }
+    }
+
+    fn drain(run: &mut Run) -> Vec<Action> {
+        std::iter::from_fn(|| run.poll_action()).collect()
+    }
+
+    fn ani(kind: &str, unit: &str, op: &str) -> Event {
+        Event::Ani {
+            channel: "ch1".into(),
+            link: "l1".into(),
+            kind: kind.into(),
+            unit: unit.into(),
+            op: op.into(),
+            guard: None,
+        }
+    }
+
+    fn outcome_ops(actions: &[Action]) -> Vec<(String, Outcome)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Store(StoreOp::Outcome { guard, outcome, .. }) => {
+                    Some((guard.clone(), *outcome))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn individual_calls_retry_then_move_on_and_stores_precede_events() {
+        let mut clk = Clock::new();
+        let mut run = Run::start(
+            plan(
+                &[RollcallMode::Individual],
+                vec![
+                    guard(
+                        "a",
+                        Some(CallCode::Dtmf("101".into())),
+                        &[("dtmf", "101")],
+                        None,
+                    ),
+                    guard(
+                        "b",
+                        Some(CallCode::Mdc1200(0x1A2B)),
+                        &[("mdc1200", "1A2B")],
+                        None,
+                    ),
+                ],
+            ),
+            clk.0,
+        );
+        let acts = drain(&mut run);
+        // Started, called a, transmitting a's DTMF (which decodes as 101).
+        assert!(matches!(
+            acts[0],
+            Action::Publish(Event::RollcallStarted { guards: 2, .. })
+        ));
+        assert!(
+            matches!(&acts[1], Action::Store(StoreOp::Called { guard, attempts: 1 }) if guard == "a")
+        );
+        let Action::Transmit {
+            guard: Some(g),
+            samples,
+        } = &acts[3]
+        else {
+            panic!("{acts:?}")
+        };
+        assert_eq!(g, "a");
+        let heard = rollcall_hw::signalling::decode_all(samples, &Default::default());
+        assert_eq!(heard[0].unit, "101");
+        assert_eq!(run.poll_timeout(), None, "no timer while transmitting");
+        run.handle_tx_done(Ok(()), clk.advance(500));
+        assert_eq!(
+            run.poll_timeout(),
+            Some(clk.0.mono + Duration::from_secs(8))
+        );
+        // a stays silent: after 8 s he is called again, then given up on.
+        run.handle_timeout(clk.advance(8000));
+        let acts = drain(&mut run);
+        assert!(
+            matches!(&acts[0], Action::Store(StoreOp::Called { guard, attempts: 2 }) if guard == "a")
+        );
+        run.handle_tx_done(Err(TxError::Busy("console")), clk.advance(10));
+        let acts = drain(&mut run);
+        assert!(
+            matches!(&acts[0], Action::Publish(Event::Error { message, .. }) if message.contains("console"))
+        );
+        run.handle_timeout(clk.advance(8000));
+        // Now b: an MDC1200 radio check; our own request decoded back is
+        // not an answer, his acknowledgement (lower-case unit) is.
+        let acts = drain(&mut run);
+        assert!(matches!(&acts[0], Action::Store(StoreOp::Called { guard, .. }) if guard == "b"));
+        run.handle_tx_done(Ok(()), clk.advance(200));
+        run.handle_event(
+            &ani("mdc1200", "1A2B", "radio_check_request"),
+            clk.advance(10),
+        );
+        assert_eq!(run.outcome("b"), Some(Outcome::Pending));
+        run.handle_event(
+            &ani("mdc1200", "1a2b", "radio_check_ack"),
+            clk.advance(2000),
+        );
+        let acts = drain(&mut run);
+        assert_eq!(
+            outcome_ops(&acts),
+            vec![
+                ("b".into(), Outcome::Answered),
+                ("a".into(), Outcome::Missed)
+            ]
+        );
+        // Every event about an outcome comes after its store.
+        let first_store = acts
+            .iter()
+            .position(|a| matches!(a, Action::Store(StoreOp::Outcome { .. })));
+        let first_heard = acts
+            .iter()
+            .position(|a| matches!(a, Action::Publish(Event::RollcallAnswerHeard { .. })));
+        assert!(first_store < first_heard);
+        assert!(acts.iter().any(
+            |a| matches!(a, Action::Publish(Event::RollcallEscalation { guard, supervisor: Some(s), .. }) if guard == "a" && s == "sup")
+        ));
+        assert!(matches!(
+            acts.last(),
+            Some(Action::Publish(Event::RollcallFinished {
+                answered: 1,
+                missed: 1,
+                late: 0,
+                ..
+            }))
+        ));
+        assert_eq!(run.state(), RunState::Finished);
+        assert_eq!(run.poll_timeout(), None);
+    }
+
+    #[test]
+    fn answer_on_the_retry_is_late_and_dmr_goes_to_the_radio_check_hook() {
+        let mut clk = Clock::new();
+        let mut run = Run::start(
+            plan(
+                &[RollcallMode::Individual],
+                vec![
+                    guard(
+                        "a",
+                        Some(CallCode::Selcall("12345".into())),
+                        &[("selcall", "12345")],
+                        None,
+                    ),
+                    guard(
+                        "d",
+                        Some(CallCode::Dmr(2_345_678)),
+                        &[("dmr", "2345678")],
+                        None,
+                    ),
+                ],
+            ),
+            clk.0,
+        );
+        drain(&mut run);
+        run.handle_tx_done(Ok(()), clk.advance(500));
+        run.handle_timeout(clk.advance(8000));
+        drain(&mut run);
+        run.handle_tx_done(Ok(()), clk.advance(500));
+        run.handle_event(&ani("selcall", "12345", "identify"), clk.advance(1500));
+        assert_eq!(run.outcome("a"), Some(Outcome::Late));
+        let acts = drain(&mut run);
+        assert!(acts
+            .iter()
+            .any(|a| matches!(a, Action::RadioCheck { guard, dmr_id: 2_345_678 } if guard == "d")));
+        run.handle_tx_done(Ok(()), clk.advance(1200));
+        run.handle_event(&ani("dmr", "2345678", "radio_check_ack"), clk.advance(300));
+        assert_eq!(run.outcome("d"), Some(Outcome::Answered));
+        assert_eq!(run.state(), RunState::Finished);
+    }
+
+    #[test]
+    fn group_and_app_share_one_window_and_ignore_other_traffic() {
+        let mut clk = Clock::new();
+        let t0 = clk.0.mono;
+        let mut run = Run::start(
+            plan(
+                &[RollcallMode::Group, RollcallMode::App],
+                vec![
+                    guard("r", None, &[("dtmf", "101")], None),
+                    guard("p", None, &[], Some("app-p")),
+                    guard("s", None, &[("dtmf", "103")], Some("app-s")),
+                ],
+            ),
+            clk.0,
+        );
+        let acts = drain(&mut run);
+        let requests: Vec<_> = acts
+            .iter()
+            .filter_map(|a| match a {
+                Action::Publish(Event::RollcallAppRequest { app_id, ref_id, .. }) => {
+                    Some((app_id.clone(), ref_id.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            requests,
+            vec![
+                ("app-p".into(), "rollcall-7".into()),
+                ("app-s".into(), "rollcall-7".into())
+            ]
+        );
+        assert!(acts
+            .iter()
+            .any(|a| matches!(a, Action::Transmit { guard: None, .. })));
+        run.handle_tx_done(Ok(()), clk.advance(1000));
+        // Wrong channel, wrong run, unknown unit: none answers anyone.
+        let mut other = ani("dtmf", "101", "identify");
+        if let Event::Ani { channel, .. } = &mut other {
+            *channel = "ch2".into();
+        }
+        run.handle_event(&other, clk.advance(100));
+        run.handle_event(
+            &Event::AppAck {
+                app_id: "app-p".into(),
+                ref_id: "rollcall-8".into(),
+                ts_ms: 0,
+            },
+            clk.advance(100),
+        );
+        run.handle_event(&ani("dtmf", "999", "identify"), clk.advance(100));
+        let acts = drain(&mut run);
+        assert!(outcome_ops(&acts).is_empty());
+        assert!(acts
+            .iter()
+            .any(|a| matches!(a, Action::Store(StoreOp::Unknown { unit, .. }) if unit == "999")));
+        // On time (≤ 5 s), then late, then the window closes on s.
+        run.handle_event(&ani("dtmf", "101", "identify"), clk.advance(2000));
+        run.handle_event(
+            &Event::AppAck {
+                app_id: "app-p".into(),
+                ref_id: "rollcall-7".into(),
+                ts_ms: 0,
+            },
+            clk.advance(20_000),
+        );
+        // A second answer from the same guard changes nothing.
+        run.handle_event(&ani("dtmf", "101", "identify"), clk.advance(100));
+        let acts = drain(&mut run);
+        assert_eq!(
+            outcome_ops(&acts),
+            vec![("r".into(), Outcome::Answered), ("p".into(), Outcome::Late)]
+        );
+        let end = run.poll_timeout().unwrap();
+        // App mode opened the window at the start; the announcement does
+        // not move it.
+        assert_eq!(end, t0 + Duration::from_secs(60));
+        run.handle_timeout(Now {
+            mono: end,
+            wall: clk.0.wall,
+        });
+        assert_eq!(
+            outcome_ops(&drain(&mut run)),
+            vec![("s".into(), Outcome::Missed)]
+        );
+        assert_eq!(
+            run.counts(),
+            Counts {
+                answered: 1,
+                late: 1,
+                missed: 1,
+                interrupted: 0
+            }
+        );
+    }
+
+    #[test]
+    fn resume_keeps_outcomes_and_interrupt_never_escalates() {
+        let mut clk = Clock::new();
+        let p = plan(
+            &[RollcallMode::App],
+            vec![
+                guard("p", None, &[], Some("app-p")),
+                guard("q", None, &[], Some("app-q")),
+            ],
+        );
+        let start = clk.0.wall;
+        let saved: HashMap<String, SavedSlot> = [(
+            "p".to_string(),
+            SavedSlot {
+                outcome: Outcome::Answered,
+                attempts: 0,
+            },
+        )]
+        .into();
+        let now = clk.advance(30_000);
+        let mut run = Run::resume(
+            p.clone(),
+            &saved,
+            start,
+            Some(start + jiff::SignedDuration::from_secs(60)),
+            now,
+        );
+        assert!(matches!(
+            run.poll_action(),
+            Some(Action::Publish(Event::RollcallStarted {
+                resumed: true,
+                ..
+            }))
+        ));
+        // 30 s of the window left.
+        assert_eq!(run.poll_timeout(), Some(now.mono + Duration::from_secs(30)));
+        assert_eq!(run.outcome("p"), Some(Outcome::Answered));
+        run.interrupt(clk.advance(1000));
+        let acts = drain(&mut run);
+        assert_eq!(outcome_ops(&acts), vec![("q".into(), Outcome::Interrupted)]);
+        assert!(!acts
+            .iter()
+            .any(|a| matches!(a, Action::Publish(Event::RollcallEscalation { .. }))));
+        assert_eq!(run.state(), RunState::Interrupted);
+    }
+}
