@@ -483,19 +483,21 @@ impl RollcallService {
         if options.reply_window_s == 0 || options.window_s == 0 {
             return Err(RollcallError::BadOptions);
         }
-        let announcement = match (&req.announcement, req.modes.contains(&RollcallMode::Group)) {
-            (Some(path), true) => match load_clip(path) {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) if clip_fallback => {
-                    self.inner.bus.publish(Event::Error {
-                        source: "rollcall".into(),
-                        message: format!("{e}; playing the built-in tones instead"),
-                    });
-                    None
-                }
-                Err(e) => return Err(e),
-            },
+        let clip = match (&req.announcement, req.modes.contains(&RollcallMode::Group)) {
+            (Some(path), true) => Some(load_clip_off_executor(path.clone()).await),
             _ => None,
+        };
+        let announcement = match clip {
+            Some(Ok(s)) => Some(Arc::new(s)),
+            Some(Err(e)) if clip_fallback => {
+                self.inner.bus.publish(Event::Error {
+                    source: "rollcall".into(),
+                    message: format!("{e}; playing the built-in tones instead"),
+                });
+                None
+            }
+            Some(Err(e)) => return Err(e),
+            None => None,
         };
         let snap = self.inner.roster.snapshot();
         let guards: Vec<RunGuard> = snap
@@ -918,6 +920,20 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// [`load_clip`] on the blocking pool: file I/O and resampling stay off the
+/// executor.
+async fn load_clip_off_executor(path: PathBuf) -> Result<Vec<i16>, RollcallError> {
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || load_clip(&p))
+        .await
+        .unwrap_or_else(|e| {
+            Err(RollcallError::Announcement {
+                path,
+                message: format!("loader failed: {e}"),
+            })
+        })
 }
 
 /// Reads a WAV announcement and brings it to the internal rate.

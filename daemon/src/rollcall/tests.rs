@@ -1023,3 +1023,135 @@ async fn answers_wait_for_their_commit_when_storage_fails() {
     sim.bus_cancel.cancel();
     let _ = std::fs::remove_dir_all(&sim.dir);
 }
+
+/// Schedules created through the API are validated, persisted, audited,
+/// fire on time, and stop firing once deleted.
+#[tokio::test(start_paused = true)]
+async fn api_schedules_are_validated_persisted_and_audited() {
+    let mut sim = Sim::new(4);
+    let cancel = CancellationToken::new();
+    let svc = sim.service(cancel.clone()).await;
+    let mut spec = super::ScheduleSpec {
+        id: "evening".into(),
+        name: "Evening".into(),
+        channel: "ch1".into(),
+        groups: vec!["all".into()],
+        times: vec!["08:10".into()], // Asia/Shanghai: 00:10Z
+        days: vec!["daily".into()],
+        time_zone: "Asia/Shanghai".into(),
+        modes: vec![RollcallMode::App],
+        announcement: None,
+        options: start_req().options.unwrap(),
+        grace_s: 60,
+        enabled: true,
+    };
+    spec.channel = "nowhere".into();
+    let e = svc
+        .upsert_schedule(spec.clone(), "alice")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no channel \"nowhere\""), "{e}");
+    spec.channel = "ch1".into();
+    spec.time_zone = "Asia/Atlantis".into();
+    let e = svc
+        .upsert_schedule(spec.clone(), "alice")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("Asia/Atlantis"), "{e}");
+    spec.time_zone = "Asia/Shanghai".into();
+    spec.groups = vec!["nights".into()];
+    let e = svc
+        .upsert_schedule(spec.clone(), "alice")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no roster group \"nights\""), "{e}");
+    spec.groups = vec!["all".into()];
+    svc.upsert_schedule(spec.clone(), "alice").await.unwrap();
+    let listed = svc.list_schedules().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].spec.clone(), listed[0].source.as_str()),
+        (spec.clone(), "api")
+    );
+
+    for _ in 0..12 {
+        sim.step(Duration::from_secs(60)).await;
+    }
+    let runs = svc.list_runs(Default::default()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        runs[0].due_ms,
+        Some(
+            "2026-05-04T00:10:00Z"
+                .parse::<Timestamp>()
+                .unwrap()
+                .as_millisecond()
+        )
+    );
+    svc.delete_schedule("evening", "bob").await.unwrap();
+    assert!(svc.delete_schedule("evening", "bob").await.is_err());
+    for _ in 0..(24 * 60) {
+        sim.step(Duration::from_secs(60)).await;
+    }
+    assert_eq!(svc.list_runs(Default::default()).await.unwrap().len(), 1);
+    let audit: Vec<(String, String)> = sim
+        .storage
+        .call(|c| {
+            let mut st = c.prepare("SELECT actor, action FROM audit ORDER BY id")?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        audit,
+        vec![
+            ("alice".to_string(), "rollcall.schedule.upsert".to_string()),
+            ("bob".to_string(), "rollcall.schedule.delete".to_string()),
+        ]
+    );
+    cancel.cancel();
+    svc.stopped().await;
+    sim.bus_cancel.cancel();
+    let _ = std::fs::remove_dir_all(&sim.dir);
+}
+
+/// A WAV announcement is read, resampled to 8 kHz and sent once; a bad clip
+/// refuses a manual start with the file named.
+#[tokio::test(start_paused = true)]
+async fn group_announcement_clip_is_played_or_refused() {
+    let mut sim = Sim::new(6);
+    let cancel = CancellationToken::new();
+    let svc = sim.service(cancel.clone()).await;
+    let clip = sim.dir.join("call.wav");
+    let tone = rollcall_hw::signalling::encode::tone(1000.0, 500, 0.5);
+    let tone16: Vec<i16> = tone.iter().flat_map(|&s| [s, s]).collect();
+    std::fs::write(&clip, rollcall_hw::wav::write_wav(&tone16, 16_000)).unwrap();
+    let bad = sim.dir.join("bad.wav");
+    std::fs::write(&bad, b"RIFF nonsense").unwrap();
+
+    let mut req = start_req();
+    req.modes = vec![RollcallMode::Group];
+    req.announcement = Some(bad.clone());
+    let e = svc.start_run_now(req.clone(), "test").await.unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with(&format!("announcement {}", bad.display())),
+        "{e}"
+    );
+    assert!(svc.list_runs(Default::default()).await.unwrap().is_empty());
+
+    req.announcement = Some(clip);
+    svc.start_run_now(req, "test").await.unwrap();
+    sim.step(Duration::from_secs(2)).await;
+    let sent = sim.tx.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    // 0.5 s at 8 kHz, give or take the resampler's edges.
+    assert!((3900..=4100).contains(&sent[0].2), "{} samples", sent[0].2);
+    cancel.cancel();
+    svc.stopped().await;
+    sim.bus_cancel.cancel();
+    let _ = std::fs::remove_dir_all(&sim.dir);
+}
