@@ -70,6 +70,8 @@ pub enum Event {
     // --- roll calls (rollcall::engine); each carries its run id ---
     RollcallStarted {
         run_id: i64,
+        /// `None` for a run started by hand.
+        schedule_id: Option<String>,
         channel: String,
         modes: Vec<String>,
         guards: u32,

@@ -133,6 +133,8 @@ impl RunGuard {
 #[derive(Debug, Clone)]
 pub struct RunPlan {
     pub run_id: i64,
+    /// The schedule that started it; `None` for a manual run.
+    pub schedule_id: Option<String>,
     pub channel: String,
     pub modes: Vec<RollcallMode>,
     pub guards: Vec<RunGuard>,
@@ -338,6 +340,7 @@ impl Run {
         run.actions
             .push_back(Action::Publish(Event::RollcallStarted {
                 run_id: run.plan.run_id,
+                schedule_id: run.plan.schedule_id.clone(),
                 channel: run.plan.channel.clone(),
                 modes: run
                     .plan
@@ -397,6 +400,7 @@ impl Run {
         run.actions
             .push_back(Action::Publish(Event::RollcallStarted {
                 run_id: run.plan.run_id,
+                schedule_id: run.plan.schedule_id.clone(),
                 channel: run.plan.channel.clone(),
                 modes: run
                     .plan
@@ -862,6 +866,7 @@ mod tests {
     fn plan(modes: &[RollcallMode], guards: Vec<RunGuard>) -> RunPlan {
         RunPlan {
             run_id: 7,
+            schedule_id: None,
             channel: "ch1".into(),
             modes: modes.to_vec(),
             guards,

@@ -343,8 +343,23 @@ impl RollcallService {
         mut scheduler: Scheduler,
         mut cmds: mpsc::UnboundedReceiver<SchedCmd>,
     ) {
+        // Where the wall clock should be, judged by the monotonic clock:
+        // a difference means the wall clock was stepped.
+        let mut last: Option<(Timestamp, Instant)> = None;
         loop {
             let now = self.inner.clock.now();
+            if let Some((wall, mono)) = last {
+                let expected =
+                    wall + jiff::SignedDuration::try_from(mono.elapsed()).unwrap_or_default();
+                let step = now.duration_since(expected);
+                if step.abs() > jiff::SignedDuration::from_secs(5) {
+                    tracing::warn!(
+                        step_s = step.as_secs(),
+                        "wall clock stepped; due times are re-read from it (none fires twice)"
+                    );
+                }
+            }
+            last = Some((now, Instant::now()));
             scheduler.handle_timeout(now);
             while let Some(action) = scheduler.poll_action() {
                 let Some(spec) = scheduler.spec(action.schedule_id()).cloned() else {
@@ -513,6 +528,7 @@ impl RollcallService {
         }
         let mut plan = RunPlan {
             run_id: 0,
+            schedule_id: due.as_ref().map(|(s, _)| s.clone()),
             channel: req.channel.clone(),
             modes: req.modes.clone(),
             guards,
@@ -608,6 +624,7 @@ impl RollcallService {
                 .collect();
             let plan = RunPlan {
                 run_id: id,
+                schedule_id: rec.run.schedule_id.clone(),
                 selcall: self
                     .inner
                     .channels

@@ -902,6 +902,10 @@ async fn scheduled_runs_fire_once_across_restarts_and_record_missed() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].schedule_id.as_deref(), Some("morning"));
     assert_eq!(runs[0].due_ms, Some(due.as_millisecond()));
+    assert!(sim.seen.iter().any(|e| matches!(
+        e,
+        Event::RollcallStarted { schedule_id: Some(s), resumed: false, .. } if s == "morning"
+    )));
     cancel.cancel();
     svc.stopped().await;
     drop(svc);
