@@ -644,6 +644,10 @@ impl Run {
                 self.open_window(now);
                 self.stage = Stage::Next(0);
             }
+            // He may have answered (e.g. by app) while being called.
+            Stage::Calling(i) if self.slots[i].outcome != Outcome::Pending => {
+                self.stage = Stage::Next(i + 1);
+            }
             Stage::Calling(i) => {
                 let reply = Duration::from_secs(self.plan.options.reply_window_s);
                 self.stage = Stage::Waiting(i, now.mono + reply);
