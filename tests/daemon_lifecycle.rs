@@ -42,12 +42,14 @@ kind = "roip"
 [link.roip]
 bind = "127.0.0.1:5000"
 peer = "127.0.0.1:5001"
+codec = { name = "pcmu" }
 [[link]]
 id = "police"
 kind = "roip"
 [link.roip]
 bind = "127.0.0.1:5002"
 peer = "127.0.0.1:5003"
+codec = { name = "pcmu" }
 [[channel]]
 id = "merged"
 links = ["police", "guards"]
@@ -75,11 +77,11 @@ links = ["police", "guards"]
         "{text}"
     );
     assert!(
-        lines[2].contains(":13:") && lines[2].contains("duplicate link id"),
+        lines[2].contains(":14:") && lines[2].contains("duplicate link id"),
         "{text}"
     );
     assert!(
-        lines[3].contains(":20:") && lines[3].contains("\"guards\""),
+        lines[3].contains(":22:") && lines[3].contains("\"guards\""),
         "{text}"
     );
 

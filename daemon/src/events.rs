@@ -53,11 +53,93 @@ pub enum Event {
         /// Roster guard the unit belongs to, when known.
         guard: Option<String>,
     },
+    /// A transmission started on a channel: received on `link` (direction
+    /// `rx`) or sent by `source` on the channel's links (direction `tx`).
+    TransmissionStarted {
+        channel: String,
+        link: String,
+        direction: String,
+        source: String,
+    },
+    TransmissionEnded {
+        channel: String,
+        link: String,
+        direction: String,
+        source: String,
+        /// `released`, `preempted by <source>`, `timed out`, `no links`, `squelch closed`.
+        reason: String,
+        duration_ms: u64,
+    },
+    /// The transmit time-out cut a transmission that ran too long.
+    TxTimeout {
+        channel: String,
+        source: String,
+        after_s: u64,
+    },
+    /// A recording was closed and indexed.
+    RecordingWritten {
+        id: i64,
+        channel: String,
+        link: String,
+        direction: String,
+        path: String,
+        duration_ms: u64,
+        bytes: u64,
+        ani: Option<String>,
+        guard: Option<String>,
+    },
     /// Something was refused or failed; `source` names where (e.g. an MQTT
     /// topic), `message` what was wrong.
     Error {
         source: String,
         message: String,
+    },
+    // --- alerts (daemon/src/alerts) ---
+    /// An alert was stored and is being pushed to radio and apps.
+    AlertCreated {
+        alert_id: i64,
+        text: String,
+        priority: String,
+        created_by: String,
+        /// Guards expected to acknowledge.
+        guards: Vec<String>,
+        /// Channels the tone and clip go out on.
+        channels: Vec<String>,
+        deadline_ms: i64,
+    },
+    /// A guard acknowledged an alert (stored before this event).
+    AlertAcked {
+        alert_id: i64,
+        guard: String,
+        company: String,
+        /// `ani`, `app` or `operator`.
+        via: String,
+        at_ms: i64,
+        /// After the deadline.
+        late: bool,
+    },
+    /// Reminder before the deadline to the guards who have not acknowledged.
+    AlertReminder {
+        alert_id: i64,
+        text: String,
+        guards: Vec<String>,
+        deadline_ms: i64,
+    },
+    /// Deadline passed: guards of one company who have not acknowledged,
+    /// for that company's supervisor.
+    AlertEscalated {
+        alert_id: i64,
+        company: String,
+        supervisor: Option<String>,
+        guards: Vec<String>,
+    },
+    /// The alert stopped accepting acknowledgements.
+    AlertClosed {
+        alert_id: i64,
+        total: usize,
+        on_time: usize,
+        late: usize,
+        missed: usize,
     },
     /// A guard's phone app acknowledged a request (the MQTT bridge publishes
     /// it). `ref_id` is what the request carried: `rollcall-<run>` for a
@@ -150,7 +232,16 @@ impl Event {
             Event::Cor { .. } => "cor",
             Event::Ptt { .. } => "ptt",
             Event::Ani { .. } => "ani",
+            Event::TransmissionStarted { .. } => "transmission_started",
+            Event::TransmissionEnded { .. } => "transmission_ended",
+            Event::TxTimeout { .. } => "tx_timeout",
+            Event::RecordingWritten { .. } => "recording_written",
             Event::Error { .. } => "error",
+            Event::AlertCreated { .. } => "alert_created",
+            Event::AlertAcked { .. } => "alert_acked",
+            Event::AlertReminder { .. } => "alert_reminder",
+            Event::AlertEscalated { .. } => "alert_escalated",
+            Event::AlertClosed { .. } => "alert_closed",
             Event::AppAck { .. } => "app_ack",
             Event::RollcallStarted { .. } => "rollcall_started",
             Event::RollcallMissedRun { .. } => "rollcall_missed_run",

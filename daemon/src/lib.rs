@@ -11,17 +11,26 @@
 //! - [`channel`]: channels, PTT arbitration (`TxSource`), the `Transmitter` trait.
 //! - [`links`]: the link registry (config kinds → `rollcall_hw` drivers) and the
 //!   per-link task.
+//! - [`recorder`]: Ogg Opus file per transmission, index, crash repair, retention.
+//! - [`alerts`]: alerts to guards, acknowledgement tracking, company rates.
+//! - [`mqtt`]: the MQTT bridge (status, events, alerts out; acks in) and its
+//!   persisted outbox.
 //! - [`grpc`]: the tonic server (rollcall.v1, health, reflection).
+//! - [`metrics`]: Prometheus counters and the `/metrics` listener.
 //! - [`sdnotify`]: systemd readiness and watchdog.
 //! - [`run`]: wires it all together and runs until the shutdown future fires.
 //!
 //! Start reading at [`run`], then [`events::Event`].
 
+pub mod alerts;
 pub mod channel;
 pub mod config;
 pub mod events;
 pub mod grpc;
 pub mod links;
+pub mod metrics;
+pub mod mqtt;
+pub mod recorder;
 pub mod rollcall;
 pub mod roster;
 pub mod sdnotify;
@@ -40,10 +49,21 @@ use events::{Bus, Event};
 /// Runs the daemon until `shutdown` completes, then drains every task with
 /// the configured grace time. Returns an error only for start-up failures
 /// (storage, binding the gRPC port).
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.daemon.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data_dir {}: {e}",
+            config.daemon.data_dir.display()
+        )
+    })?;
+    // Absolute, normalised paths in logs and in the recordings index.
+    if let Ok(abs) = std::fs::canonicalize(&config.daemon.data_dir) {
+        config.daemon.data_dir = abs;
+    }
     let config = Arc::new(config);
     let cancel = CancellationToken::new();
     let mut tasks = Tasks::default();
+    let mut recorder_parts = None;
 
     std::fs::create_dir_all(&config.daemon.data_dir).map_err(|e| {
         anyhow::anyhow!(
@@ -61,16 +81,139 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let (bus, bus_task) = Bus::spawn(storage.clone(), cancel.child_token());
     let station = station::Station::new(&config.daemon.station_id, &config.daemon.time_zone);
+    let metrics = Arc::new(metrics::Metrics::default());
+    tasks.add(
+        "metrics counter".into(),
+        metrics.spawn_event_counter(&bus, cancel.child_token()),
+    );
 
-    // Links.
+    // The roster lives in SQLite (seeded by the config, edited through the
+    // API); everyone shares its swappable snapshot.
+    let roster_store = roster::RosterStore::open(storage.clone(), &config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the roster: {e}"))?;
+    let roster = roster_store.roster();
+
+    // Recorder: repair what a crash left open before anything new is written.
+    let recorder = if config.recorder.enabled {
+        match recorder::repair_incomplete(&storage).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(count = n, "repaired recordings left open by a crash"),
+            Err(e) => tracing::error!(error = %e, "cannot repair open recordings"),
+        }
+        let dir = config
+            .recorder
+            .dir
+            .clone()
+            .unwrap_or_else(|| config.daemon.data_dir.join("recordings"));
+        let (handle, thread, indexer) = recorder::Recorder {
+            dir,
+            bitrate: config.recorder.bitrate,
+            complexity: config.recorder.complexity,
+        }
+        .spawn(storage.clone(), bus.clone());
+        recorder_parts = Some((thread, indexer));
+        let policy = recorder::RetentionPolicy {
+            max_age_days: config.recorder.retention_days,
+            max_total_bytes: config.recorder.max_total_mb * 1024 * 1024,
+        };
+        let (st, rc) = (storage.clone(), cancel.child_token());
+        tasks.add(
+            "retention".into(),
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(600));
+                loop {
+                    tokio::select! {
+                        _ = rc.cancelled() => break,
+                        _ = every.tick() => {
+                            if let Err(e) = recorder::enforce_retention(&st, policy, storage::now_ms()).await {
+                                tracing::error!(error = %e, "retention failed");
+                            }
+                        }
+                    }
+                }
+            }),
+        );
+        Some(handle)
+    } else {
+        None
+    };
+
+    // --- alerts and the MQTT bridge (issue 8) ---
+    // Settings are checked before anything connects or binds. The bridge
+    // starts before the links so their first up/down events reach MQTT.
+    // Alerts transmit through the channels, which exist only after the
+    // links; `late_tx` forwards to them once they are built.
+    let late_tx = channel::LateTransmitter::default();
+    let mqtt_settings = if config.mqtt.enabled {
+        Some(mqtt::Settings::from_config(&config)?)
+    } else {
+        None
+    };
+    let (alert_service, alert_task) = alerts::start(
+        &config,
+        storage.clone(),
+        bus.clone(),
+        roster.clone(),
+        Some(Arc::new(late_tx.clone()) as Arc<dyn channel::Transmitter>),
+        cancel.child_token(),
+    )
+    .await?;
+    tasks.add("alerts".into(), alert_task);
+    if let Some(settings) = mqtt_settings {
+        tracing::info!(broker = %config.mqtt.broker, prefix = %settings.topics.base, "MQTT bridge starting");
+        tasks.add(
+            "mqtt".into(),
+            mqtt::spawn(
+                settings,
+                storage.clone(),
+                bus.clone(),
+                roster.clone(),
+                Some(alert_service.clone()),
+                cancel.child_token(),
+            ),
+        );
+    }
+    // --- end alerts and MQTT ---
+
+    // Links, then the channels that own them.
     if config.links.is_empty() {
         tracing::warn!("no links configured: the daemon serves the API but hears no radio");
     }
+    let sims = std::sync::Mutex::new(Vec::new());
+    let radio_checks = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let build = links::BuildContext {
+        config: &config,
+        cancel: cancel.child_token(),
+        sims: &sims,
+        radio_checks: &radio_checks,
+    };
     let mut running_links = Vec::new();
+    let mut channel_inputs = std::collections::HashMap::new();
+    for ch in &config.channels {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        channel_inputs.insert(ch.id.clone(), (tx, Some(rx)));
+    }
+    let mut link_handles = std::collections::HashMap::new();
     for link in &config.links {
-        match links::spawn_link(link, &station, &bus, None, cancel.child_token()) {
+        let feed = config
+            .channels
+            .iter()
+            .find(|c| c.links.contains(&link.id))
+            .map(|c| channel_inputs[&c.id].0.clone());
+        let counters = metrics.link(&link.id);
+        match links::spawn_link(
+            link,
+            &build,
+            &station,
+            &bus,
+            feed,
+            counters,
+            cancel.child_token(),
+        ) {
             Ok(running) => {
                 tasks.add(format!("link {}", link.id), running.task);
+                link_handles.insert(link.id.clone(), running.handle.clone());
                 running_links.push(running.handle);
             }
             Err(e) => {
@@ -80,22 +223,45 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
         }
     }
+    let mut channels = channel::Channels::default();
+    for ch in &config.channels {
+        let handles: Vec<_> = ch
+            .links
+            .iter()
+            .filter_map(|l| link_handles.get(l).cloned())
+            .collect();
+        let (task, handle, requests) = channel::task::ChannelTask::new(
+            ch,
+            handles,
+            bus.clone(),
+            roster.clone(),
+            recorder.clone(),
+            metrics.clone(),
+        );
+        let events = channel_inputs
+            .get_mut(&ch.id)
+            .and_then(|(_, rx)| rx.take())
+            .expect("one receiver per channel");
+        tasks.add(
+            format!("channel {}", ch.id),
+            tokio::spawn(task.run(events, requests, cancel.child_token())),
+        );
+        channels.by_id.insert(ch.id.clone(), handle);
+    }
+    drop(channel_inputs);
+    let channels = Arc::new(channels);
+    late_tx.set(channels.clone());
 
     // --- roll calls (rollcall branch) ---
-    // Roster from SQLite (seeded by the config), then the roll-call service:
-    // it recovers unfinished runs and starts the scheduler. TODO(lead): pass
-    // the channel registry as the transmitter, the DMR radio check, and hand
-    // `roster_store` / `rollcall` to the gRPC context.
-    let roster_store = roster::RosterStore::open(storage.clone(), &config)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot load the roster: {e}"))?;
+    // Recovers unfinished runs, then starts the scheduler. TODO(lead): the
+    // DMR radio check, and `roster_store` / `rollcall` in the gRPC context.
     let rollcall = rollcall::RollcallService::start(
         &config,
         rollcall::Deps {
             storage: storage.clone(),
             bus: bus.clone(),
-            roster: roster_store.roster(),
-            transmitter: Arc::new(rollcall::UnwiredTransmitter),
+            roster: roster.clone(),
+            transmitter: channels.clone(),
             radio_check: None,
             clock: Arc::new(rollcall::SystemClock),
         },
@@ -122,16 +288,52 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         grpc_addr.to_string(),
     )?;
     tracing::info!(addr = %grpc_addr, "gRPC listening");
+    if let Some(addr) = config.metrics.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind metrics listener {addr}: {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+        tasks.add(
+            "metrics".into(),
+            tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                station.clone(),
+                cancel.child_token(),
+            )),
+        );
+    }
     let cx = grpc::ApiContext {
         config: config.clone(),
         station: station.clone(),
+        channels: channels.clone(),
+        patches: channel::crosspatch::CrossPatches::default(),
+        storage: storage.clone(),
+        bus: bus.clone(),
+        roster: roster.clone(),
+        cancel: cancel.child_token(),
+        metrics: metrics.clone(),
+        alerts: Some(alert_service.clone()),
     };
     let grpc_cancel = cancel.child_token();
+    let grpc_grace = Duration::from_millis(config.daemon.shutdown_grace_ms / 2);
     tasks.add(
         "grpc".into(),
         tokio::spawn(async move {
-            if let Err(e) = grpc::serve(listener, cx, grpc_cancel).await {
-                tracing::error!(error = %e, "gRPC server failed");
+            let stopping = grpc_cancel.clone();
+            tokio::select! {
+                r = grpc::serve(listener, cx, grpc_cancel) => {
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "gRPC server failed");
+                    }
+                }
+                // Graceful shutdown waits for clients to hang up; a client
+                // that never does (hung, or unpolled) must not hold the
+                // daemon, so connections still open after half the grace
+                // time are dropped.
+                _ = async { stopping.cancelled().await; tokio::time::sleep(grpc_grace).await } => {
+                    tracing::warn!("closing gRPC connections that did not hang up");
+                }
             }
         }),
     );
@@ -172,8 +374,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // thread can finish.
     drop(rollcall);
     drop(roster_store);
+    // Channels have stopped: close the recordings they left open.
+    drop(recorder);
+    if let Some((thread, indexer)) = recorder_parts {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if tokio::time::timeout(grace, indexer).await.is_err() {
+            tracing::warn!("recorder index did not drain within the grace time");
+        }
+    }
+    let sims = sims.into_inner().unwrap_or_else(|p| p.into_inner());
+    for sim in sims {
+        let _ = tokio::time::timeout(grace, sim.join()).await;
+    }
+    storage.close();
     drop(storage);
     drop(bus);
+    // Holds a storage handle: must go before the storage thread is joined.
+    drop(alert_service);
     // The storage thread finishes queued writes, checkpoints and exits.
     let _ = tokio::task::spawn_blocking(move || storage_thread.join()).await;
     tracing::info!("rollcalld stopped");

@@ -1,11 +1,25 @@
 //! The link registry: which `[[link]]` kinds this build knows, how their
 //! `[link.<kind>]` settings are checked while the config loads, and how each
 //! becomes a running driver under `rollcall_hw::link::spawn_supervised`.
+//!
+//! Kinds:
+//! - `roip`: RTP/UDP to a RoIP gateway box; settings are
+//!   [`rollcall_hw::roip::RoipConfig`].
+//! - `sim`: a simulated base station inside the daemon ([`SimSettings`]),
+//!   reached over real RoIP on loopback.
+//! - `control`: a control-only link (squelch in, PTT out, no audio) through a
+//!   serial or network control interface: modem lines, CM108 GPIO, SvxLink
+//!   PTY, Kenwood CAT, SA818, Hamlib rigctld
+//!   ([`rollcall_hw::serial::ControlConfig`]).
+//! - `dmr`: a Homebrew (MMDVM) master that the station's hotspot or repeater
+//!   logs in to ([`DmrSettings`]); caller ids and radio checks, no audio
+//!   (AMBE+2 has no public codec).
 
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Deserialize;
-use std::net::SocketAddr;
 use toml_edit::Item;
+
+pub use rollcall_hw::roip::RoipConfig;
 
 /// Why a link's settings were refused.
 #[derive(Debug)]
@@ -16,59 +30,137 @@ pub enum SettingsError {
 }
 
 /// Every kind, for messages.
-pub const KINDS: &[&str] = &["roip"];
+pub const KINDS: &[&str] = &["roip", "sim", "control", "dmr"];
 
-/// `[link.roip]`: RTP/UDP to a RoIP gateway box.
+/// `[link.dmr]`: a Homebrew master.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoipSettings {
-    /// Local address to bind, e.g. `0.0.0.0:5004`.
-    pub bind: SocketAddr,
-    /// The gateway's address.
-    pub peer: SocketAddr,
-    /// `pcmu`, `pcma` or `opus`.
-    #[serde(default = "default_codec")]
-    pub codec: String,
-    /// Dynamic payload type for Opus.
-    #[serde(default = "default_opus_pt")]
-    pub opus_pt: u8,
-    /// RFC 4733 telephone-event payload type.
-    #[serde(default = "default_te_pt")]
-    pub telephone_event_pt: u8,
-    #[serde(default = "default_jitter_min")]
-    pub jitter_min_ms: u32,
-    #[serde(default = "default_jitter_max")]
-    pub jitter_max_ms: u32,
-    /// COR stays open this long after the last packet of a talkspurt.
-    #[serde(default = "default_cor_hang")]
-    pub cor_hang_ms: u32,
-    #[serde(default = "default_keepalive")]
-    pub keepalive_ms: u32,
-    /// Link is down when the peer sends nothing for this long (0 = never).
-    #[serde(default)]
-    pub peer_timeout_ms: u32,
+pub struct DmrSettings {
+    /// Where MMDVMHost/DMRGateway sends to, usually port 62030.
+    pub bind: std::net::SocketAddr,
+    /// The repeaters or hotspots allowed to log in.
+    #[serde(rename = "peer")]
+    pub peers: Vec<DmrPeer>,
+    /// A peer silent this long is dropped.
+    #[serde(default = "default_ping_timeout")]
+    pub ping_timeout_s: u64,
+    /// The DMR id radio checks are sent from.
+    #[serde(default = "default_checker")]
+    pub checker_id: u32,
+    #[serde(default = "default_colour")]
+    pub colour_code: u8,
 }
 
-fn default_codec() -> String {
-    "pcmu".into()
+/// `[[link.dmr.peer]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmrPeer {
+    pub id: u32,
+    /// The peer's password; prefer `password_env`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Name of an environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
 }
-fn default_opus_pt() -> u8 {
-    111
+
+fn default_ping_timeout() -> u64 {
+    30
 }
-fn default_te_pt() -> u8 {
-    101
+fn default_checker() -> u32 {
+    9990
 }
-fn default_jitter_min() -> u32 {
-    40
+fn default_colour() -> u8 {
+    1
 }
-fn default_jitter_max() -> u32 {
-    200
+
+impl DmrSettings {
+    fn to_hw(&self) -> Result<rollcall_hw::dmr::HomebrewConfig, String> {
+        let mut peers = Vec::new();
+        for p in &self.peers {
+            let password = match (&p.password, &p.password_env) {
+                (_, Some(var)) => std::env::var(var)
+                    .map_err(|_| format!("peer {}: environment variable {var} is not set", p.id))?,
+                (Some(pw), None) => pw.clone(),
+                (None, None) => return Err(format!("peer {}: set password or password_env", p.id)),
+            };
+            peers.push(rollcall_hw::dmr::PeerCredentials { id: p.id, password });
+        }
+        let mut cfg = rollcall_hw::dmr::HomebrewConfig::new(self.bind, peers);
+        cfg.ping_timeout = std::time::Duration::from_secs(self.ping_timeout_s);
+        cfg.checker_id = self.checker_id;
+        cfg.colour_code = self.colour_code;
+        cfg.validate().map_err(|e| e.join("; "))?;
+        Ok(cfg)
+    }
 }
-fn default_cor_hang() -> u32 {
-    200
+
+/// `[link.sim]`: a simulated base station run inside the daemon, connected
+/// over real RoIP on loopback UDP. Its guards are the roster's guards that
+/// have a DTMF, 5-tone or MDC1200 code (plus any listed in `guard`); each
+/// answers calls and roll calls per the seeded chances below. For the demo
+/// and for tests; `radiosim` runs the same stations as a separate process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSettings {
+    /// Seed for repeatable behaviour.
+    #[serde(default)]
+    pub seed: u64,
+    /// Make the roster's radio guards this station's guards.
+    #[serde(default = "yes")]
+    pub roster_guards: bool,
+    /// Only roster guards of these companies (empty = all).
+    #[serde(default)]
+    pub companies: Vec<String>,
+    /// Chance a guard does not answer a given call, 0–1.
+    #[serde(default)]
+    pub miss_chance: f64,
+    /// Chance a guard answers late, 0–1.
+    #[serde(default)]
+    pub late_chance: f64,
+    #[serde(default = "default_reply_delay")]
+    pub reply_delay_ms: u32,
+    #[serde(default = "default_late_delay")]
+    pub late_delay_ms: u32,
+    /// A gateway transmission at least this long is a group roll call.
+    #[serde(default = "default_roll_call_min")]
+    pub roll_call_min_ms: u32,
+    /// Mean interval of background voice traffic; none when 0.
+    #[serde(default)]
+    pub background_mean_ms: u32,
+    /// First background transmission after this long (random when absent).
+    #[serde(default)]
+    pub background_first_ms: Option<u32>,
+    /// Length range of background transmissions.
+    #[serde(default = "default_talk_min")]
+    pub background_talk_min_ms: u32,
+    #[serde(default = "default_talk_max")]
+    pub background_talk_max_ms: u32,
+    /// Ground-truth log (JSON lines), relative to the data dir.
+    #[serde(default)]
+    pub log: Option<std::path::PathBuf>,
+    /// Extra simulated guards not in the roster.
+    #[serde(default, rename = "guard")]
+    pub guards: Vec<rollcall_hw::sim::station::GuardConfig>,
 }
-fn default_keepalive() -> u32 {
-    5000
+
+fn yes() -> bool {
+    true
+}
+fn default_reply_delay() -> u32 {
+    1500
+}
+fn default_late_delay() -> u32 {
+    20_000
+}
+fn default_roll_call_min() -> u32 {
+    3000
+}
+fn default_talk_min() -> u32 {
+    1500
+}
+fn default_talk_max() -> u32 {
+    4000
 }
 
 fn parse<T: DeserializeOwned>(settings: Option<&Item>) -> Result<T, SettingsError> {
@@ -76,22 +168,53 @@ fn parse<T: DeserializeOwned>(settings: Option<&Item>) -> Result<T, SettingsErro
         Some(item) => item
             .clone()
             .into_value()
-            .map_err(|_| SettingsError::Invalid(serde::de::Error::custom("expected a table")))?,
+            .map_err(|_| invalid("expected a table".into()))?,
         None => toml_edit::Value::InlineTable(Default::default()),
     };
     T::deserialize(value.into_deserializer()).map_err(SettingsError::Invalid)
+}
+
+fn invalid(msg: String) -> SettingsError {
+    SettingsError::Invalid(serde::de::Error::custom(msg))
 }
 
 /// Checks a link's kind and settings while the config loads.
 pub fn check_settings(kind: &str, settings: Option<&Item>) -> Result<(), SettingsError> {
     match kind {
         "roip" => {
-            let s: RoipSettings = parse(settings)?;
-            if !["pcmu", "pcma", "opus"].contains(&s.codec.as_str()) {
-                return Err(SettingsError::Invalid(serde::de::Error::custom(format!(
-                    "unknown codec \"{}\"; allowed: pcmu, pcma, opus",
-                    s.codec
-                ))));
+            let s: RoipConfig = parse(settings)?;
+            s.validate().map_err(|e| invalid(e.join("; ")))
+        }
+        "sim" => {
+            let s: SimSettings = parse(settings)?;
+            for (name, p) in [
+                ("miss_chance", s.miss_chance),
+                ("late_chance", s.late_chance),
+            ] {
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(invalid(format!(
+                        "{name} = {p} is out of range; allowed 0–1"
+                    )));
+                }
+            }
+            Ok(())
+        }
+        "control" => {
+            let _: rollcall_hw::serial::ControlConfig = parse(settings)?;
+            Ok(())
+        }
+        "dmr" => {
+            let s: DmrSettings = parse(settings)?;
+            if s.peers.is_empty() {
+                return Err(invalid("at least one [[link.dmr.peer]] is needed".into()));
+            }
+            for p in &s.peers {
+                if p.password.is_none() && p.password_env.is_none() {
+                    return Err(invalid(format!(
+                        "peer {}: set password or password_env",
+                        p.id
+                    )));
+                }
             }
             Ok(())
         }
@@ -99,15 +222,137 @@ pub fn check_settings(kind: &str, settings: Option<&Item>) -> Result<(), Setting
     }
 }
 
-/// Builds the driver for a configured link. Settings were checked at load, so
-/// errors here are about the environment (e.g. a device path), not syntax.
+/// What building a driver may need from the daemon.
+pub struct BuildContext<'a> {
+    pub config: &'a crate::config::Config,
+    pub cancel: tokio_util::sync::CancellationToken,
+    /// Simulated stations started for `sim` links, kept for shutdown.
+    pub sims: &'a std::sync::Mutex<Vec<rollcall_hw::sim::station::StationHandle>>,
+    /// Radio-check handles of `dmr` links, by link id, for roll calls.
+    pub radio_checks: &'a std::sync::Mutex<
+        std::collections::BTreeMap<String, rollcall_hw::dmr::RadioCheckHandle>,
+    >,
+}
+
+/// Builds the driver for a configured link. Settings were checked at load,
+/// so errors here are about the environment (a port, a device).
 pub fn build_driver(
     link: &crate::config::LinkConfig,
+    cx: &BuildContext<'_>,
 ) -> Result<Box<dyn rollcall_hw::link::LinkDriver>, String> {
-    Err(format!(
-        "link kind \"{}\" has no driver in this build",
-        link.kind
-    ))
+    let settings = link.settings.as_ref();
+    let err = |e: SettingsError| match e {
+        SettingsError::UnknownKind(k) => format!("unknown link kind; allowed: {k}"),
+        SettingsError::Invalid(e) => e.to_string(),
+    };
+    match link.kind.as_str() {
+        "roip" => {
+            let cfg: RoipConfig = parse(settings).map_err(err)?;
+            Ok(Box::new(rollcall_hw::roip::RoipDriver::new(cfg)))
+        }
+        "sim" => {
+            let s: SimSettings = parse(settings).map_err(err)?;
+            let (gateway, station) = (free_udp_port()?, free_udp_port()?);
+            let codec = rollcall_hw::roip::Codec::Pcmu;
+            let mut roip = RoipConfig::new(gateway, station, codec);
+            // The simulated station sends nothing while idle.
+            roip.peer_timeout_ms = 0;
+            let mut station_roip = RoipConfig::new(station, gateway, codec);
+            station_roip.peer_timeout_ms = 0;
+            let cfg = sim_station_config(&link.id, &s, station_roip, cx);
+            let handle = rollcall_hw::sim::station::Station::spawn(cfg, cx.cancel.clone())
+                .map_err(|e| format!("simulated station: {e}"))?;
+            tracing::info!(link = %link.id, station = %handle.local_addr, %gateway, "simulated base station started");
+            cx.sims
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(handle);
+            Ok(Box::new(rollcall_hw::roip::RoipDriver::new(roip)))
+        }
+        "control" => {
+            let cfg: rollcall_hw::serial::ControlConfig = parse(settings).map_err(err)?;
+            let backend = rollcall_hw::serial::backend_from_config(&cfg);
+            Ok(Box::new(rollcall_hw::serial::ControlLink::new(backend)))
+        }
+        "dmr" => {
+            let s: DmrSettings = parse(settings).map_err(err)?;
+            let (link_driver, checks) = rollcall_hw::dmr::HomebrewLink::new(s.to_hw()?);
+            cx.radio_checks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(link.id.clone(), checks);
+            Ok(Box::new(link_driver))
+        }
+        other => Err(format!("link kind \"{other}\" has no driver in this build")),
+    }
+}
+
+fn free_udp_port() -> Result<std::net::SocketAddr, String> {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map_err(|e| format!("cannot find a free loopback UDP port: {e}"))
+}
+
+fn sim_station_config(
+    link_id: &str,
+    s: &SimSettings,
+    roip: RoipConfig,
+    cx: &BuildContext<'_>,
+) -> rollcall_hw::sim::station::StationConfig {
+    use rollcall_hw::sim::station::{GuardConfig, StationConfig};
+    let mut guards = s.guards.clone();
+    let selcall_standard = cx
+        .config
+        .channels
+        .iter()
+        .find(|c| c.links.iter().any(|l| l == link_id))
+        .and_then(|c| c.ani.selcall.clone())
+        .unwrap_or_else(|| "ccir".into());
+    if s.roster_guards {
+        for g in &cx.config.roster.guards {
+            if !s.companies.is_empty() && !s.companies.contains(&g.company) {
+                continue;
+            }
+            let (ani, code) = if let Some(d) = &g.dtmf {
+                ("dtmf", d.clone())
+            } else if let Some(c) = &g.selcall {
+                ("selcall", c.clone())
+            } else if let Some(m) = &g.mdc1200 {
+                ("mdc1200", m.to_ascii_uppercase())
+            } else {
+                continue;
+            };
+            let mut gc: GuardConfig = serde_json::from_value(serde_json::json!({
+                "id": g.id, "ani": ani, "code": code,
+            }))
+            .expect("a minimal sim guard always parses");
+            gc.reply_delay_ms = s.reply_delay_ms;
+            gc.late_delay_ms = s.late_delay_ms;
+            gc.miss_chance = s.miss_chance;
+            gc.late_chance = s.late_chance;
+            guards.push(gc);
+        }
+    }
+    let background = (s.background_mean_ms > 0).then(|| {
+        serde_json::from_value(serde_json::json!({
+            "mean_interval_ms": s.background_mean_ms,
+            "first_after_ms": s.background_first_ms,
+            "talk_min_ms": s.background_talk_min_ms,
+            "talk_max_ms": s.background_talk_max_ms,
+        }))
+        .expect("a minimal background config always parses")
+    });
+    StationConfig {
+        name: link_id.to_owned(),
+        seed: s.seed,
+        roip,
+        selcall_standard,
+        roll_call_min_ms: s.roll_call_min_ms,
+        roll_call_tone_hz: None,
+        log: s.log.as_ref().map(|p| cx.config.daemon.data_dir.join(p)),
+        background,
+        guards,
+    }
 }
 
 /// What the daemon keeps per running link.
@@ -121,16 +366,18 @@ pub struct RunningLink {
 /// (the channel task) when given.
 pub fn spawn_link(
     link: &crate::config::LinkConfig,
+    build: &BuildContext<'_>,
     station: &crate::station::Station,
     bus: &crate::events::Bus,
     audio: Option<tokio::sync::mpsc::Sender<(String, rollcall_hw::link::LinkEvent)>>,
+    counters: std::sync::Arc<crate::metrics::LinkCounters>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<RunningLink, String> {
     use crate::events::Event;
     use crate::station::LinkState;
     use rollcall_hw::link::LinkEvent;
 
-    let driver = build_driver(link)?;
+    let driver = build_driver(link, build)?;
     station.add_link(&link.id, &link.kind);
     let (handle, mut events, supervisor) = rollcall_hw::link::spawn_supervised(
         link.id.clone(),
@@ -144,6 +391,11 @@ pub fn spawn_link(
     let task = tokio::spawn(async move {
         let mut cor = false;
         while let Some(ev) = events.recv().await {
+            if matches!(ev, LinkEvent::Audio { .. }) {
+                counters
+                    .frames_in
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             match &ev {
                 LinkEvent::Up => {
                     station.set_link_state(&id, LinkState::Up, "");

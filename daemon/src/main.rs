@@ -98,7 +98,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(rollcalld::run(config, shutdown_signal())) {
+            let result = runtime.block_on(rollcalld::run(config, shutdown_signal()));
+            // Connection tasks of clients that never hung up are dropped here.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

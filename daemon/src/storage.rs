@@ -68,7 +68,72 @@ pub const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;",
-    // 2: roster (config-seeded, API-editable) and roll calls.
+    // 2: recordings index. `complete = 0` marks a file being written; rows
+    // still 0 at start-up belong to a crash and are repaired. `pins` keeps
+    // recordings an open roll call or alert refers to out of retention.
+    "CREATE TABLE recordings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        link TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        start_ms INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        ani_kind TEXT,
+        ani TEXT,
+        guard TEXT,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        path TEXT NOT NULL UNIQUE,
+        complete INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX recordings_channel_start ON recordings(channel, start_ms);
+    CREATE INDEX recordings_start ON recordings(start_ms);
+    CREATE INDEX recordings_guard ON recordings(guard, start_ms);
+    CREATE TABLE recording_pins (
+        recording_id INTEGER NOT NULL REFERENCES recordings(id) ON DELETE CASCADE,
+        owner TEXT NOT NULL,
+        PRIMARY KEY (recording_id, owner)
+    );",
+    // 3: alerts with per-guard acknowledgements; the MQTT outbox and the
+    // cursor of the last event the bridge turned into outbox rows.
+    "CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        text TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        target TEXT NOT NULL,
+        channels TEXT NOT NULL,
+        clip TEXT,
+        deadline_ms INTEGER NOT NULL,
+        reminder_ms INTEGER,
+        close_ms INTEGER NOT NULL,
+        reminded INTEGER NOT NULL DEFAULT 0,
+        escalated INTEGER NOT NULL DEFAULT 0,
+        closed_ms INTEGER
+    );
+    CREATE INDEX alerts_open ON alerts(closed_ms);
+    CREATE TABLE alert_guards (
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        guard TEXT NOT NULL,
+        company TEXT NOT NULL,
+        ack_ms INTEGER,
+        ack_via TEXT,
+        ack_by TEXT,
+        PRIMARY KEY (alert_id, guard)
+    );
+    CREATE TABLE mqtt_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        msg_id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE mqtt_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL
+    );",
+    // 4: roster (config-seeded, API-editable) and roll calls.
     // Roster rows are JSON bodies of `roster::{Company, Group, Guard}`;
     // `source` says whether the config or the API owns the entry.
     "CREATE TABLE roster_companies (
@@ -152,7 +217,11 @@ pub const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+enum Job {
+    Run(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Finish what is queued before this, checkpoint, stop.
+    Close,
+}
 
 /// Cloneable handle to the storage thread.
 #[derive(Clone)]
@@ -191,7 +260,10 @@ pub fn open(path: &Path) -> Result<(Storage, std::thread::JoinHandle<()>), Stora
         .name("rollcalld-sqlite".into())
         .spawn(move || {
             while let Some(job) = rx.blocking_recv() {
-                job(&mut conn);
+                match job {
+                    Job::Run(f) => f(&mut conn),
+                    Job::Close => break,
+                }
             }
             // Fold the WAL back into the main file on a clean stop.
             if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
@@ -248,6 +320,13 @@ impl Storage {
         &self.path
     }
 
+    /// Stops the storage thread after the jobs already queued, even if other
+    /// handles are still alive (a hung client connection, say); later calls
+    /// fail with [`StorageError::Closed`].
+    pub fn close(&self) {
+        let _ = self.jobs.send(Job::Close);
+    }
+
     /// Runs `f` on the storage thread and returns its result.
     pub async fn call<R, F>(&self, f: F) -> Result<R, StorageError>
     where
@@ -255,9 +334,9 @@ impl Storage {
         F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job = Job::Run(Box::new(move |conn| {
             let _ = tx.send(f(conn));
-        });
+        }));
         self.jobs.send(job).map_err(|_| StorageError::Closed)?;
         rx.await.map_err(|_| StorageError::Closed)?
     }

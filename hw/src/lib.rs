@@ -12,7 +12,8 @@
 //! - [`soundcard`]: cpal capture/playback and VOX.
 //! - [`serial`]: control interfaces — modem lines, CM108 HID, SvxLink PTY,
 //!   Kenwood CAT, SA818, Hamlib rigctld.
-//! - [`dmr`]: the Homebrew (MMDVM) master protocol and DMR call tracking.
+//! - [`dmr`]: the Homebrew (MMDVM) master protocol, DMR call tracking and
+//!   radio checks (CSBK with BPTC/Golay coding), and its UDP link driver.
 //! - [`ogg`]: the Ogg Opus file writer and crash repair used by the recorder.
 //! - [`sim`]: simulated base stations and guards (`radiosim`).
 //!

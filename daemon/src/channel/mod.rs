@@ -6,6 +6,10 @@
 //! Other modules reach a channel through the [`Transmitter`] trait, so the
 //! roll-call engine and the alert tracker can be tested without radios.
 
+pub mod crosspatch;
+pub mod machine;
+pub mod task;
+
 use std::future::Future;
 use std::pin::Pin;
 
@@ -62,4 +66,65 @@ pub trait Transmitter: Send + Sync + 'static {
         source: TxSource,
         samples: Vec<i16>,
     ) -> BoxFuture<'_, Result<(), TxError>>;
+}
+
+/// Every channel task's handle, by id: the daemon's [`Transmitter`].
+#[derive(Clone, Default)]
+pub struct Channels {
+    pub by_id: std::collections::BTreeMap<String, task::ChannelHandle>,
+}
+
+impl Channels {
+    pub fn get(&self, id: &str) -> Option<&task::ChannelHandle> {
+        self.by_id.get(id)
+    }
+}
+
+impl Transmitter for Channels {
+    fn transmit(
+        &self,
+        channel: &str,
+        source: TxSource,
+        samples: Vec<i16>,
+    ) -> BoxFuture<'_, Result<(), TxError>> {
+        let handle = self.by_id.get(channel).cloned();
+        let channel = channel.to_owned();
+        Box::pin(async move {
+            match handle {
+                Some(h) => h.transmit(source, samples).await,
+                None => Err(TxError::NoSuchChannel(channel)),
+            }
+        })
+    }
+}
+
+/// A [`Transmitter`] for modules started before the channels exist (alerts,
+/// roll calls): it forwards to the channels once [`LateTransmitter::set`]
+/// has been called and refuses with `NoSuchChannel` before that.
+#[derive(Clone, Default)]
+pub struct LateTransmitter {
+    inner: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Channels>>>,
+}
+
+impl LateTransmitter {
+    pub fn set(&self, channels: std::sync::Arc<Channels>) {
+        let _ = self.inner.set(channels);
+    }
+}
+
+impl Transmitter for LateTransmitter {
+    fn transmit(
+        &self,
+        channel: &str,
+        source: TxSource,
+        samples: Vec<i16>,
+    ) -> BoxFuture<'_, Result<(), TxError>> {
+        match self.inner.get() {
+            Some(ch) => ch.transmit(channel, source, samples),
+            None => {
+                let channel = channel.to_owned();
+                Box::pin(async move { Err(TxError::NoSuchChannel(channel)) })
+            }
+        }
+    }
 }

@@ -296,6 +296,10 @@ pub struct AlertsConfig {
     pub tone_hz: u32,
     #[serde(default = "default_tone_ms")]
     pub tone_ms: u32,
+    /// Acknowledgements are still taken (and counted as late) this many
+    /// minutes after the deadline; then the alert closes.
+    #[serde(default = "default_late_window_min")]
+    pub late_window_min: u32,
 }
 
 impl Default for AlertsConfig {
@@ -305,6 +309,7 @@ impl Default for AlertsConfig {
             reminder_min: default_reminder_min(),
             tone_hz: default_tone_hz(),
             tone_ms: default_tone_ms(),
+            late_window_min: default_late_window_min(),
         }
     }
 }
@@ -314,6 +319,9 @@ fn default_deadline_min() -> u32 {
 }
 fn default_reminder_min() -> u32 {
     3
+}
+fn default_late_window_min() -> u32 {
+    10
 }
 fn default_tone_hz() -> u32 {
     1000

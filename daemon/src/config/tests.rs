@@ -39,6 +39,7 @@ kind = "roip"
 [link.roip]
 bind = "127.0.0.1:5000"
 peer = "127.0.0.1:5001"
+codec = { name = "pcmu" }
 
 [[link]]
 id = "police"
@@ -46,6 +47,7 @@ kind = "roip"
 [link.roip]
 bind = "127.0.0.1:5002"
 peer = "127.0.0.1:5003"
+codec = { name = "pcmu" }
 
 [[channel]]
 id = "merged"
@@ -62,12 +64,12 @@ links = ["police", "guards"]
     assert!(errs[1].starts_with("t.toml:6:"), "{}", errs[1]);
     assert!(errs[1].contains("grpc"), "{}", errs[1]);
     assert!(
-        errs[2].starts_with("t.toml:16:6: link[1].id: duplicate link id \"police\""),
+        errs[2].starts_with("t.toml:17:6: link[1].id: duplicate link id \"police\""),
         "{}",
         errs[2]
     );
     assert!(
-        errs[3].starts_with("t.toml:24:9: channel[0].links"),
+        errs[3].starts_with("t.toml:26:9: channel[0].links"),
         "{}",
         errs[3]
     );
@@ -185,13 +187,14 @@ kind = "roip"
 [link.roip]
 bind = "127.0.0.1:1"
 peer = "127.0.0.1:2"
-codec = "gsm"
+codec = { name = "gsm" }
 jitter_max_ms = "lots"
 "#,
     );
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(errs[0].contains("link[0].roip"), "{}", errs[0]);
-    assert!(errs[0].starts_with("t.toml:10:"), "{}", errs[0]);
+    assert!(errs[0].contains("link[0].roip.codec"), "{}", errs[0]);
+    assert!(errs[0].contains("gsm"), "{}", errs[0]);
+    assert!(errs[0].starts_with("t.toml:9:"), "{}", errs[0]);
 }
 
 #[test]

@@ -4,10 +4,19 @@
 //! Only this module (and `rollcallctl`) see prost types; services convert to
 //! and from the daemon's own types at this boundary.
 
+mod alert;
+pub mod audio;
+pub mod auth;
+mod events;
+mod recording;
 mod station;
 
 use std::sync::Arc;
 
+use rollcall_proto::v1::alert_service_server::AlertServiceServer;
+use rollcall_proto::v1::audio_service_server::AudioServiceServer;
+use rollcall_proto::v1::event_service_server::EventServiceServer;
+use rollcall_proto::v1::recording_service_server::RecordingServiceServer;
 use rollcall_proto::v1::station_service_server::StationServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -21,6 +30,15 @@ use crate::station::Station;
 pub struct ApiContext {
     pub config: Arc<Config>,
     pub station: Station,
+    pub channels: Arc<crate::channel::Channels>,
+    pub patches: crate::channel::crosspatch::CrossPatches,
+    pub storage: crate::storage::Storage,
+    pub bus: crate::events::Bus,
+    pub roster: crate::roster::Roster,
+    /// Fires at shutdown: streams end, Talk releases PTT.
+    pub cancel: CancellationToken,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub alerts: Option<crate::alerts::AlertService>,
 }
 
 /// Serves until `cancel` fires. The listener is bound by the caller so that
@@ -39,11 +57,28 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor sets are valid");
-    let station = StationServiceServer::new(station::StationApi { cx: cx.clone() });
+    // Small receive limits for control calls; Talk frames are 320 bytes.
+    const CONTROL_LIMIT: usize = 64 * 1024;
+    let station = StationServiceServer::new(station::StationApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
+    let events = EventServiceServer::new(events::EventsApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
+    let audio = AudioServiceServer::new(audio::AudioApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
+    let recording = RecordingServiceServer::new(recording::RecordingApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
+    let alert = AlertServiceServer::new(alert::AlertApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
     tonic::transport::Server::builder()
+        .max_concurrent_streams(cx.config.grpc.max_streams_per_client)
+        .layer(auth::AuthLayer::new(&cx.config.grpc).with_metrics(cx.metrics.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(station)
+        .add_service(events)
+        .add_service(audio)
+        .add_service(recording)
+        .add_service(alert)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled())
         .await
 }

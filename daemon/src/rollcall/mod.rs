@@ -18,8 +18,7 @@ pub use engine::{Outcome, Run, RunGuard, RunPlan};
 pub use report::CompanyStats;
 pub use schedule::{RunOptions, ScheduleSpec, Scheduler};
 pub use service::{
-    Deps, RadioCheck, RollcallError, RollcallService, StartRun, SystemClock, UnwiredTransmitter,
-    WallClock,
+    Deps, RadioCheck, RollcallError, RollcallService, StartRun, SystemClock, WallClock,
 };
 pub use store::{RunFilter, RunRecord, RunSummary};
 

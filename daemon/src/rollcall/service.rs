@@ -74,23 +74,6 @@ impl WallClock for SystemClock {
     }
 }
 
-/// The transmitter used until the channel registry is wired in: refuses
-/// every transmission with `NoSuchChannel`, so runs still collect ANIs and
-/// app acks and log each refused call as an error event.
-pub struct UnwiredTransmitter;
-
-impl Transmitter for UnwiredTransmitter {
-    fn transmit(
-        &self,
-        channel: &str,
-        _source: TxSource,
-        _samples: Vec<i16>,
-    ) -> BoxFuture<'_, Result<(), TxError>> {
-        let err = TxError::NoSuchChannel(channel.to_owned());
-        Box::pin(async move { Err(err) })
-    }
-}
-
 /// Errors of the roll-call API.
 #[derive(Debug, thiserror::Error)]
 pub enum RollcallError {

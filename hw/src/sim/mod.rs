@@ -3,3 +3,10 @@
 
 pub mod hotspot;
 pub mod serial_radio;
+pub mod station;
+pub mod voice;
+
+pub use station::{
+    AniTransport, Behaviour, GuardConfig, SimError, SimRecord, Station, StationConfig,
+    StationHandle,
+};
