@@ -71,7 +71,7 @@ kind = "roip"
 [link.roip]
 bind = "127.0.0.1:5000"
 peer = "127.0.0.1:5001"
-codec = { name = "pcmu" }
+codec = {{ name = "pcmu" }}
 [[channel]]
 id = "merged"
 links = ["guards"]
