@@ -578,6 +578,10 @@ pub struct ScheduleConfig {
     /// Announcement clip (WAV or Ogg Opus) for group mode.
     #[serde(default)]
     pub announcement: Option<PathBuf>,
+    /// Individual mode: a WAV clip sent after each guard's selective call
+    /// (e.g. "report your post").
+    #[serde(default)]
+    pub call_clip: Option<PathBuf>,
     #[serde(default)]
     pub reply_window_s: Option<u64>,
     #[serde(default)]

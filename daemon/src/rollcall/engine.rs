@@ -141,6 +141,9 @@ pub struct RunPlan {
     pub options: RunOptions,
     /// Group-mode announcement (8 kHz mono); `None` plays built-in tones.
     pub announcement: Option<Arc<Vec<i16>>>,
+    /// Individual mode: a clip sent after each selective call (not after a
+    /// DMR radio check, which is data, not audio).
+    pub call_clip: Option<Arc<Vec<i16>>>,
     /// 5-tone standard of the channel.
     pub selcall: SelcallStandard,
 }
@@ -734,10 +737,17 @@ impl Run {
                 CallCode::Dmr(dmr_id) => {
                     self.actions.push_back(Action::RadioCheck { guard, dmr_id })
                 }
-                other => self.actions.push_back(Action::Transmit {
-                    guard: Some(guard),
-                    samples: Arc::new(call_audio(&other, self.plan.selcall)),
-                }),
+                other => {
+                    let mut samples = call_audio(&other, self.plan.selcall);
+                    if let Some(clip) = &self.plan.call_clip {
+                        samples.extend(encode::silence(CLIP_GAP_MS));
+                        samples.extend_from_slice(clip);
+                    }
+                    self.actions.push_back(Action::Transmit {
+                        guard: Some(guard),
+                        samples: Arc::new(samples),
+                    })
+                }
             }
             self.stage = Stage::Calling(i);
         }
@@ -821,6 +831,10 @@ impl Run {
     }
 }
 
+/// Pause between a selective call and the clip after it, so the radio has
+/// opened its speaker.
+pub const CLIP_GAP_MS: u32 = 300;
+
 /// The selective call for one guard, at the internal rate.
 pub fn call_audio(call: &CallCode, selcall: SelcallStandard) -> Vec<i16> {
     match call {
@@ -882,6 +896,7 @@ mod tests {
                 escalate: true,
             },
             announcement: None,
+            call_clip: None,
             selcall: SelcallStandard::Ccir,
         }
     }
@@ -1033,6 +1048,33 @@ mod tests {
         ));
         assert_eq!(run.state(), RunState::Finished);
         assert_eq!(run.poll_timeout(), None);
+    }
+
+    #[test]
+    fn the_call_clip_follows_each_selective_call() {
+        let clk = Clock::new();
+        let mut p = plan(
+            &[RollcallMode::Individual],
+            vec![guard(
+                "a",
+                Some(CallCode::Dtmf("101".into())),
+                &[("dtmf", "101")],
+                None,
+            )],
+        );
+        p.call_clip = Some(Arc::new(vec![1000; 800]));
+        let mut run = Run::start(p, clk.0);
+        let sent = drain(&mut run)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Transmit { samples, .. } => Some(samples),
+                _ => None,
+            })
+            .unwrap();
+        let call = call_audio(&CallCode::Dtmf("101".into()), SelcallStandard::Ccir);
+        assert_eq!(sent.len(), call.len() + 2400 + 800);
+        assert_eq!(&sent[..call.len()], &call[..]);
+        assert!(sent[sent.len() - 800..].iter().all(|&s| s == 1000));
     }
 
     #[test]

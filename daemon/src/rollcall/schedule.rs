@@ -68,6 +68,9 @@ pub struct ScheduleSpec {
     pub time_zone: String,
     pub modes: Vec<RollcallMode>,
     pub announcement: Option<std::path::PathBuf>,
+    /// Individual mode: WAV clip sent after each selective call.
+    #[serde(default)]
+    pub call_clip: Option<std::path::PathBuf>,
     pub options: RunOptions,
     /// A due time passed by at most this many seconds still runs (late).
     pub grace_s: u64,
@@ -100,6 +103,7 @@ impl ScheduleSpec {
             time_zone: s.time_zone.clone().unwrap_or_else(|| daemon_tz.to_owned()),
             modes: s.modes.clone(),
             announcement: s.announcement.clone(),
+            call_clip: s.call_clip.clone(),
             options: RunOptions {
                 reply_window_s: s.reply_window_s.unwrap_or(d.reply_window_s),
                 window_s: s.window_s.unwrap_or(d.window_s),
@@ -428,6 +432,7 @@ mod tests {
             time_zone: tz.into(),
             modes: vec![RollcallMode::Group],
             announcement: None,
+            call_clip: None,
             options: RunOptions::from_defaults(&RollcallDefaults::default()),
             grace_s,
             enabled: true,

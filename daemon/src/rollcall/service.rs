@@ -106,6 +106,8 @@ pub struct StartRun {
     /// `None`: the `[rollcall]` defaults.
     pub options: Option<RunOptions>,
     pub announcement: Option<PathBuf>,
+    /// Individual mode: WAV clip sent after each selective call.
+    pub call_clip: Option<PathBuf>,
 }
 
 /// Everything the service needs from the daemon.
@@ -386,6 +388,7 @@ impl RollcallService {
                     modes: spec.modes.clone(),
                     options: Some(spec.options.clone()),
                     announcement: spec.announcement.clone(),
+                    call_clip: spec.call_clip.clone(),
                 };
                 match self.launch(req, Some((spec.id.clone(), due)), true).await {
                     Ok(Some(id)) => {
@@ -497,6 +500,23 @@ impl RollcallService {
             Some(Err(e)) => return Err(e),
             None => None,
         };
+        let call_clip = match (
+            &req.call_clip,
+            req.modes.contains(&RollcallMode::Individual),
+        ) {
+            (Some(path), true) => match load_clip_off_executor(path.clone()).await {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) if clip_fallback => {
+                    self.inner.bus.publish(Event::Error {
+                        source: "rollcall".into(),
+                        message: format!("{e}; calling without the clip"),
+                    });
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            _ => None,
+        };
         let snap = self.inner.roster.snapshot();
         let guards: Vec<RunGuard> = snap
             .guards_in(&req.groups)
@@ -517,6 +537,7 @@ impl RollcallService {
             guards,
             options,
             announcement,
+            call_clip,
             selcall,
         };
         let now = self.now();
@@ -622,7 +643,10 @@ impl RollcallService {
                     .options
                     .clone()
                     .unwrap_or_else(|| RunOptions::from_defaults(&self.inner.defaults)),
+                // Clips are not replayed after a restart: the calls still
+                // go out, the announcement was already heard.
                 announcement: None,
+                call_clip: None,
             };
             let start = Timestamp::from_millisecond(rec.run.started_ms).unwrap_or(now.wall);
             let window_end = rec

@@ -600,6 +600,7 @@ mod tests {
             time_zone: "UTC".into(),
             modes: vec![RollcallMode::App],
             announcement: None,
+            call_clip: None,
             options: opts.clone(),
             grace_s: 0,
             enabled: true,

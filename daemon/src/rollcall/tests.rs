@@ -421,6 +421,7 @@ fn start_req() -> StartRun {
             escalate: true,
         }),
         announcement: None,
+        call_clip: None,
     }
 }
 
@@ -1046,6 +1047,7 @@ async fn api_schedules_are_validated_persisted_and_audited() {
         time_zone: "Asia/Shanghai".into(),
         modes: vec![RollcallMode::App],
         announcement: None,
+        call_clip: None,
         options: start_req().options.unwrap(),
         grace_s: 60,
         enabled: true,
