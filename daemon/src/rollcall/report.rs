@@ -270,3 +270,154 @@ fn xml_escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::engine::{Counts, Outcome, RunGuard, RunState, StoreOp};
+    use super::super::schedule::RunOptions;
+    use super::super::store::{apply, create_run, load_run, NewRun};
+    use super::*;
+    use crate::config::RollcallMode;
+
+    fn g(id: &str, company: &str) -> RunGuard {
+        RunGuard {
+            id: id.into(),
+            name: format!("Guard, \"{id}\""),
+            company: company.into(),
+            supervisor: None,
+            call: None,
+            codes: vec![],
+            app_id: Some(format!("app-{id}")),
+        }
+    }
+
+    /// One run per day with fixed outcomes; returns its id.
+    fn run(c: &mut Connection, day: &str, outcomes: &[(&str, &str, Outcome, Option<i64>)]) -> i64 {
+        let start: Timestamp = format!("{day}T00:00:00Z").parse().unwrap();
+        let guards: Vec<RunGuard> = outcomes.iter().map(|(id, co, _, _)| g(id, co)).collect();
+        let opts = RunOptions {
+            reply_window_s: 8,
+            window_s: 600,
+            on_time_s: 300,
+            retries: 0,
+            escalate: false,
+        };
+        let id = create_run(
+            c,
+            &NewRun {
+                due: None,
+                channel: "ch1",
+                groups: &[],
+                modes: &[RollcallMode::App],
+                options: &opts,
+                started: start,
+                resume_until: start,
+                guards: &guards,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        let mut ops: Vec<(i64, StoreOp)> = outcomes
+            .iter()
+            .map(|(gid, _, o, off)| {
+                (
+                    id,
+                    StoreOp::Outcome {
+                        guard: gid.to_string(),
+                        outcome: *o,
+                        at: off.map(|ms| start + jiff::SignedDuration::from_millis(ms)),
+                        offset_ms: *off,
+                        kind: off.map(|_| "app".into()),
+                        unit: off.map(|_| format!("app-{gid}")),
+                    },
+                )
+            })
+            .collect();
+        ops.push((
+            id,
+            StoreOp::Finish {
+                state: RunState::Finished,
+                at: start,
+                counts: Counts::default(),
+            },
+        ));
+        apply(c, &ops).unwrap();
+        id
+    }
+
+    #[test]
+    fn company_figures_csv_and_chart() {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::storage::migrate(&mut c).unwrap();
+        let r1 = run(
+            &mut c,
+            "2026-05-04",
+            &[
+                ("a1", "acme", Outcome::Answered, Some(10_000)),
+                ("a2", "acme", Outcome::Late, Some(400_000)),
+                ("b1", "bolt", Outcome::Missed, None),
+                ("b2", "bolt", Outcome::Interrupted, None),
+            ],
+        );
+        run(
+            &mut c,
+            "2026-05-05",
+            &[
+                ("a1", "acme", Outcome::Missed, None),
+                ("a2", "acme", Outcome::Answered, Some(40_000)),
+                ("b1", "bolt", Outcome::Answered, Some(20_000)),
+            ],
+        );
+        // Outside the range: not counted.
+        run(
+            &mut c,
+            "2026-06-01",
+            &[("a1", "acme", Outcome::Missed, None)],
+        );
+        let from: Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
+        let to: Timestamp = "2026-05-31T00:00:00Z".parse().unwrap();
+        let stats = company_report(&c, from, to).unwrap();
+        assert_eq!(stats.len(), 2);
+        let acme = &stats[0];
+        assert_eq!(
+            (acme.called, acme.answered, acme.late, acme.missed),
+            (4, 3, 1, 1)
+        );
+        assert!((acme.answer_rate - 0.75).abs() < 1e-9);
+        assert!((acme.late_rate - 1.0 / 3.0).abs() < 1e-9);
+        assert!((acme.mean_answer_s.unwrap() - 150.0).abs() < 1e-9);
+        let bolt = &stats[1];
+        // The interrupted guard is not counted: he never had the full window.
+        assert_eq!(
+            (bolt.called, bolt.answered, bolt.late, bolt.missed),
+            (2, 1, 0, 1)
+        );
+        assert_eq!(bolt.mean_answer_s, Some(20.0));
+        assert_eq!(
+            String::from_utf8(company_csv(&stats)).unwrap(),
+            "company,called,answered,late,missed,answer_rate,late_rate,mean_answer_s\n\
+             acme,4,3,1,1,0.7500,0.3333,150.000\n\
+             bolt,2,1,0,1,0.5000,0.0000,20.000\n"
+        );
+        // Run CSV: quoted names, answer times, empty cells for the silent.
+        let rec = load_run(&c, r1).unwrap().unwrap();
+        let csv = String::from_utf8(run_csv(&rec)).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(
+            lines[1],
+            format!("{r1},0,a1,\"Guard, \"\"a1\"\"\",acme,answered,2026-05-04T00:00:10Z,10.000,app,app-a1,0,")
+        );
+        assert_eq!(
+            lines[4],
+            format!("{r1},3,b2,\"Guard, \"\"b2\"\"\",bolt,interrupted,,,,,0,")
+        );
+        // Chart: one line per company over the two days.
+        let rates = daily_answer_rates(&c, from, to, &jiff::tz::TimeZone::UTC).unwrap();
+        assert_eq!(rates["acme"].len(), 2);
+        let svg = answer_rate_svg(&rates);
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains(">2026-05-04</text>") && svg.contains(">2026-05-05</text>"));
+    }
+}
