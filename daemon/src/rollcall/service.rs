@@ -238,11 +238,15 @@ impl RollcallService {
                     }
                 }
                 for s in &specs {
-                    let api_owned = existing.iter().any(|e| e.spec.id == s.id && e.source == "api");
-                    if api_owned {
-                        tracing::warn!(schedule = %s.id, "schedule was edited through the API; its config entry is ignored");
-                    } else {
-                        store::save_schedule(c, s, "config", now)?;
+                    match existing.iter().find(|e| e.spec.id == s.id) {
+                        Some(e) if e.source == "api" => {
+                            tracing::warn!(schedule = %s.id, "schedule was edited through the API; its config entry is ignored");
+                        }
+                        // Unchanged: keep `updated_ms`, it dates the last edit.
+                        Some(e) if e.spec == *s => {}
+                        _ => {
+                            store::save_schedule(c, s, "config", now)?;
+                        }
                     }
                 }
                 Ok((store::load_schedules(c)?, store::last_decided(c)?))
@@ -250,10 +254,10 @@ impl RollcallService {
             .await?;
         let mut scheduler = Scheduler::new();
         for s in stored {
-            let since = last
-                .get(&s.spec.id)
-                .copied()
-                .unwrap_or_else(|| Timestamp::from_millisecond(s.created_ms).unwrap_or(now));
+            // Due times are this life's to decide from the last one decided,
+            // but an edit never resurrects due times from before it.
+            let edited = Timestamp::from_millisecond(s.updated_ms).unwrap_or(now);
+            let since = last.get(&s.spec.id).copied().unwrap_or(edited).max(edited);
             if let Err(e) = scheduler.upsert(s.spec.clone(), since) {
                 tracing::error!(schedule = %s.spec.id, error = %e, "stored schedule refused; not scheduled");
             }
