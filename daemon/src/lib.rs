@@ -5,7 +5,9 @@
 //! - [`storage`]: the SQLite database on its own thread; migrations.
 //! - [`events`]: the event bus — one `Event` enum, numbered, persisted, broadcast.
 //! - [`station`]: live link state shared with the API.
-//! - [`roster`]: companies, guards, groups; lookups by ANI code and app id.
+//! - [`roster`]: companies, guards, groups; lookups by ANI code and app id;
+//!   persisted in SQLite, edited at run time with an audit trail.
+//! - [`rollcall`]: schedules, the roll-call engine, results and reports.
 //! - [`channel`]: channels, PTT arbitration (`TxSource`), the `Transmitter` trait.
 //! - [`links`]: the link registry (config kinds → `rollcall_hw` drivers) and the
 //!   per-link task.
@@ -29,6 +31,7 @@ pub mod links;
 pub mod metrics;
 pub mod mqtt;
 pub mod recorder;
+pub mod rollcall;
 pub mod roster;
 pub mod sdnotify;
 pub mod station;
@@ -84,7 +87,12 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         metrics.spawn_event_counter(&bus, cancel.child_token()),
     );
 
-    let roster = roster::Roster::new(roster::RosterSnapshot::from_config(&config));
+    // The roster lives in SQLite (seeded by the config, edited through the
+    // API); everyone shares its swappable snapshot.
+    let roster_store = roster::RosterStore::open(storage.clone(), &config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the roster: {e}"))?;
+    let roster = roster_store.roster();
 
     // Recorder: repair what a crash left open before anything new is written.
     let recorder = if config.recorder.enabled {
@@ -244,6 +252,32 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     let channels = Arc::new(channels);
     late_tx.set(channels.clone());
 
+    // --- roll calls (rollcall branch) ---
+    // Recovers unfinished runs, then starts the scheduler. TODO(lead): the
+    // DMR radio check, and `roster_store` / `rollcall` in the gRPC context.
+    let rollcall = rollcall::RollcallService::start(
+        &config,
+        rollcall::Deps {
+            storage: storage.clone(),
+            bus: bus.clone(),
+            roster: roster.clone(),
+            transmitter: channels.clone(),
+            radio_check: None,
+            clock: Arc::new(rollcall::SystemClock),
+        },
+        cancel.child_token(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start roll calls: {e}"))?;
+    {
+        let rollcall = rollcall.clone();
+        tasks.add(
+            "rollcall".into(),
+            tokio::spawn(async move { rollcall.stopped().await }),
+        );
+    }
+    // --- end roll calls ---
+
     // gRPC: bind first so a taken port fails start-up before READY.
     let listener = tokio::net::TcpListener::bind(config.grpc.listen)
         .await
@@ -336,6 +370,10 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     } else {
         tracing::info!(task = "event bus", "stopped");
     }
+    // Roll calls hold storage handles too; release them so the storage
+    // thread can finish.
+    drop(rollcall);
+    drop(roster_store);
     // Channels have stopped: close the recordings they left open.
     drop(recorder);
     if let Some((thread, indexer)) = recorder_parts {

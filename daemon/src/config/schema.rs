@@ -565,8 +565,11 @@ pub struct ScheduleConfig {
     /// Roster groups called; empty = every guard.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// Local times `HH:MM` in the daemon's time zone.
+    /// Local times `HH:MM` in `time_zone`.
     pub times: Vec<String>,
+    /// IANA time zone of `times`; default the daemon's `time_zone`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// `daily`, `weekdays`, `weekends`, or a list like `["mon", "wed"]`.
     #[serde(default)]
     pub days: Days,
@@ -575,6 +578,10 @@ pub struct ScheduleConfig {
     /// Announcement clip (WAV or Ogg Opus) for group mode.
     #[serde(default)]
     pub announcement: Option<PathBuf>,
+    /// Individual mode: a WAV clip sent after each guard's selective call
+    /// (e.g. "report your post").
+    #[serde(default)]
+    pub call_clip: Option<PathBuf>,
     #[serde(default)]
     pub reply_window_s: Option<u64>,
     #[serde(default)]
@@ -589,7 +596,9 @@ pub struct ScheduleConfig {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RollcallMode {
     Individual,
