@@ -253,8 +253,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     late_tx.set(channels.clone());
 
     // --- roll calls (rollcall branch) ---
-    // Recovers unfinished runs, then starts the scheduler. TODO(lead): the
-    // DMR radio check, and `roster_store` / `rollcall` in the gRPC context.
+    // Recovers unfinished runs, then starts the scheduler. DMR guards are
+    // radio-checked through the channel's `dmr` links.
     let rollcall = rollcall::RollcallService::start(
         &config,
         rollcall::Deps {
@@ -262,7 +262,21 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
             bus: bus.clone(),
             roster: roster.clone(),
             transmitter: channels.clone(),
-            radio_check: None,
+            radio_check: Some(Arc::new(links::DmrRadioChecks {
+                by_channel: config
+                    .channels
+                    .iter()
+                    .map(|c| {
+                        let checks = radio_checks.lock().unwrap_or_else(|p| p.into_inner());
+                        let v = c
+                            .links
+                            .iter()
+                            .filter_map(|l| checks.get(l).cloned())
+                            .collect();
+                        (c.id.clone(), v)
+                    })
+                    .collect(),
+            }) as Arc<dyn rollcall::RadioCheck>),
             clock: Arc::new(rollcall::SystemClock),
         },
         cancel.child_token(),
@@ -314,6 +328,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         cancel: cancel.child_token(),
         metrics: metrics.clone(),
         alerts: Some(alert_service.clone()),
+        rollcall: Some(rollcall.clone()),
+        roster_store: Some(roster_store.clone()),
     };
     let grpc_cancel = cancel.child_token();
     let grpc_grace = Duration::from_millis(config.daemon.shutdown_grace_ms / 2);

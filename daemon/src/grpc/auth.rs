@@ -56,7 +56,10 @@ pub fn required_role(path: &str) -> Option<Access> {
         ("AlertService", "List" | "Get") => Viewer,
         ("AlertService", "Create" | "Acknowledge") => Operator,
         ("RosterService", "List") => Viewer,
-        ("RosterService", _) => Admin,
+        ("RosterService", "UpsertCompany" | "DeleteCompany" | "UpsertGuard" | "DeleteGuard") => {
+            Admin
+        }
+        ("RosterService", "UpsertGroup" | "DeleteGroup") => Admin,
         _ => return None,
     };
     Some(Access::Role(role))

@@ -9,6 +9,7 @@ pub mod audio;
 pub mod auth;
 mod events;
 mod recording;
+mod rollcall;
 mod station;
 
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use rollcall_proto::v1::alert_service_server::AlertServiceServer;
 use rollcall_proto::v1::audio_service_server::AudioServiceServer;
 use rollcall_proto::v1::event_service_server::EventServiceServer;
 use rollcall_proto::v1::recording_service_server::RecordingServiceServer;
+use rollcall_proto::v1::roll_call_service_server::RollCallServiceServer;
+use rollcall_proto::v1::roster_service_server::RosterServiceServer;
 use rollcall_proto::v1::station_service_server::StationServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -39,6 +42,8 @@ pub struct ApiContext {
     pub cancel: CancellationToken,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub alerts: Option<crate::alerts::AlertService>,
+    pub rollcall: Option<crate::rollcall::RollcallService>,
+    pub roster_store: Option<crate::roster::RosterStore>,
 }
 
 /// Serves until `cancel` fires. The listener is bound by the caller so that
@@ -69,6 +74,10 @@ pub async fn serve(
         .max_decoding_message_size(CONTROL_LIMIT);
     let alert = AlertServiceServer::new(alert::AlertApi { cx: cx.clone() })
         .max_decoding_message_size(CONTROL_LIMIT);
+    let rollcall = RollCallServiceServer::new(rollcall::RollcallApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
+    let roster = RosterServiceServer::new(rollcall::RosterApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
     tonic::transport::Server::builder()
         .max_concurrent_streams(cx.config.grpc.max_streams_per_client)
         .layer(auth::AuthLayer::new(&cx.config.grpc).with_metrics(cx.metrics.clone()))
@@ -79,6 +88,8 @@ pub async fn serve(
         .add_service(audio)
         .add_service(recording)
         .add_service(alert)
+        .add_service(rollcall)
+        .add_service(roster)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled())
         .await
 }

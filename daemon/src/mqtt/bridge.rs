@@ -302,6 +302,18 @@ fn inbound(cx: &Arc<Cx>, p: &rumqttc::Publish) {
     let roster = cx.roster.snapshot();
     let topics = &cx.settings.topics;
     match schema::parse_inbound(topics, topic, &p.payload, &roster, cx.settings.commands) {
+        Ok(Inbound::RollcallAck {
+            guard,
+            app_id,
+            run_id,
+        }) => {
+            tracing::debug!(%guard, run_id, "roll-call answer from app");
+            cx.bus.publish(Event::AppAck {
+                app_id,
+                ref_id: format!("rollcall-{run_id}"),
+                ts_ms: crate::storage::now_ms(),
+            });
+        }
         Ok(Inbound::Ack { guard, alert_id }) => match &cx.alerts {
             Some(a) => a.submit_app_ack(alert_id, &guard, topic),
             None => error("alerts are not running".into()),

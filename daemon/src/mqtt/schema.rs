@@ -145,6 +145,37 @@ pub fn outbound(topics: &Topics, seq: i64, ts_ms: i64, event: &Value) -> Vec<Out
                     msg_id.clone(),
                 ));
             }
+            // App mode: the guard's app is asked to answer.
+            let guard = s("guard");
+            if k == "rollcall_app_request" && valid_level(guard) {
+                let id_g = format!("{msg_id}-{guard}");
+                out.push(durable(
+                    format!("{}/guards/{guard}/rollcall", topics.base),
+                    &json!({
+                        "v": VERSION,
+                        "msg_id": id_g,
+                        "station": topics.station,
+                        "kind": "rollcall",
+                        "run_id": obj.get("run_id").cloned().unwrap_or(Value::Null),
+                        "ack_topic": format!("{}/ack/{guard}", topics.base),
+                        "ts_ms": ts_ms,
+                    }),
+                    id_g.clone(),
+                ));
+            }
+            if k == "rollcall_escalation" {
+                let company = s("company");
+                if valid_level(company) {
+                    let id_s = format!("{msg_id}-s");
+                    let mut b = body.clone();
+                    b["msg_id"] = id_s.clone().into();
+                    out.push(durable(
+                        format!("{}/supervisors/{company}", topics.base),
+                        &b,
+                        id_s,
+                    ));
+                }
+            }
         }
         k if k.starts_with("alert_") => {
             let Some(id) = obj.get("alert_id").and_then(Value::as_i64) else {
@@ -215,6 +246,13 @@ pub fn valid_level(s: &str) -> bool {
 pub enum Inbound {
     /// Guard (roster id) acknowledges an alert from his app.
     Ack { guard: String, alert_id: i64 },
+    /// Guard answers a roll call from his app (`run_id` instead of
+    /// `alert_id`); `app_id` is the app id the roll call asked.
+    RollcallAck {
+        guard: String,
+        app_id: String,
+        run_id: i64,
+    },
     /// `cmd/alert`: create an alert.
     CreateAlert {
         text: String,
@@ -234,6 +272,8 @@ pub enum InboundError {
     Version(u64),
     #[error("unknown guard \"{0}\" (neither a roster id nor an app id)")]
     UnknownGuard(String),
+    #[error("guard \"{0}\" has no app id in the roster, so he cannot answer roll calls by app")]
+    NoAppId(String),
     #[error("remote commands are disabled ([mqtt] commands = false)")]
     CommandsDisabled,
     #[error("no handler for this topic")]
@@ -244,7 +284,11 @@ pub enum InboundError {
 #[serde(deny_unknown_fields)]
 struct AckMsg {
     v: u64,
-    alert_id: i64,
+    /// Exactly one of `alert_id` (an alert) and `run_id` (a roll call).
+    #[serde(default)]
+    alert_id: Option<i64>,
+    #[serde(default)]
+    run_id: Option<i64>,
     /// The app's own id for the message; accepted, not used.
     #[serde(default)]
     #[allow(dead_code)]
@@ -310,10 +354,23 @@ pub fn parse_inbound(
             .guard(who)
             .or_else(|| roster.guard_by_code("app", who))
             .ok_or_else(|| InboundError::UnknownGuard(who.into()))?;
-        return Ok(Inbound::Ack {
-            guard: guard.id.clone(),
-            alert_id: msg.alert_id,
-        });
+        return match (msg.alert_id, msg.run_id) {
+            (Some(alert_id), None) => Ok(Inbound::Ack {
+                guard: guard.id.clone(),
+                alert_id,
+            }),
+            (None, Some(run_id)) => match &guard.app_id {
+                Some(app_id) => Ok(Inbound::RollcallAck {
+                    guard: guard.id.clone(),
+                    app_id: app_id.clone(),
+                    run_id,
+                }),
+                None => Err(InboundError::NoAppId(guard.id.clone())),
+            },
+            _ => Err(InboundError::BadJson(
+                "an ack names exactly one of alert_id and run_id".into(),
+            )),
+        };
     }
     if rest.starts_with("cmd/") {
         if rest == "cmd/result" {
