@@ -136,6 +136,9 @@ pub struct SimSettings {
     pub reply_delay_ms: u32,
     #[serde(default = "default_late_delay")]
     pub late_delay_ms: u32,
+    /// How long a guard talks after his ID when he answers.
+    #[serde(default = "default_talk_ms")]
+    pub talk_ms: u32,
     /// A gateway transmission at least this long is a group roll call.
     #[serde(default = "default_roll_call_min")]
     pub roll_call_min_ms: u32,
@@ -166,6 +169,9 @@ fn default_reply_delay() -> u32 {
 }
 fn default_late_delay() -> u32 {
     20_000
+}
+fn default_talk_ms() -> u32 {
+    1500
 }
 fn default_roll_call_min() -> u32 {
     3000
@@ -401,6 +407,7 @@ fn sim_station_config(
             gc.late_delay_ms = s.late_delay_ms;
             gc.miss_chance = s.miss_chance;
             gc.late_chance = s.late_chance;
+            gc.talk_ms = s.talk_ms;
             guards.push(gc);
         }
     }

@@ -146,7 +146,11 @@ fn malformed_inbound_is_refused_with_a_reason() {
             br#"{"v":1,"alert_id":"3"}"#,
             "invalid type",
         ),
-        ("rc/st1/ack/g1", br#"{"v":1}"#, "exactly one of alert_id and run_id"),
+        (
+            "rc/st1/ack/g1",
+            br#"{"v":1}"#,
+            "exactly one of alert_id and run_id",
+        ),
         (
             "rc/st1/ack/g1",
             br#"{"v":1,"alert_id":3,"run_id":4}"#,
