@@ -8,7 +8,7 @@ out=bench/RESULTS.md
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-benches=(ani_speed ani_noise recorder_cost roip_capacity)
+benches=(ani_speed ani_noise recorder_cost roip_capacity channel_capacity)
 for b in "${benches[@]}"; do
   echo "== bench $b" >&2
   BENCH_OUT="$tmp" cargo bench -q -p rollcall-hw --bench "$b" >"$tmp/$b.txt" 2>"$tmp/$b.err" || {

@@ -150,7 +150,10 @@ mod tests {
         assert!(!dir.join("1.opus").exists());
         assert!(dir.join("5.opus").exists());
         // Under the cap now: nothing more goes.
-        assert!(enforce(&storage, policy, 2_000_000).await.unwrap().is_empty());
+        assert!(enforce(&storage, policy, 2_000_000)
+            .await
+            .unwrap()
+            .is_empty());
         // The run closes: its pin goes, and the age limit takes the old one.
         unpin_owner(&storage, "run:7").await.unwrap();
         let by_age = RetentionPolicy {
