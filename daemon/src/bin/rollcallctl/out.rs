@@ -170,7 +170,13 @@ pub fn parse_when(arg: &str, flag: &str, end_of_day: bool) -> Result<i64, CmdErr
     if let Ok(t) = arg.parse::<jiff::Timestamp>() {
         return Ok(t.as_millisecond());
     }
-    if let Ok(d) = arg.parse::<jiff::civil::Date>() {
+    // jiff reads a date out of a longer string too; only a bare date means
+    // a whole day.
+    let bare_date = arg.len() == 10;
+    if let Some(d) = bare_date
+        .then(|| arg.parse::<jiff::civil::Date>().ok())
+        .flatten()
+    {
         let d = if end_of_day {
             d.tomorrow().map_err(|_| bad())?
         } else {
