@@ -33,7 +33,11 @@ async fn connect(port: u16) -> Api {
 async fn wait_finished(api: &mut Api, id: i64, limit: Duration) -> pb::RunDetail {
     let deadline = Instant::now() + limit;
     loop {
-        let d = api.get_run(pb::GetRunRequest { id }).await.unwrap().into_inner();
+        let d = api
+            .get_run(pb::GetRunRequest { id })
+            .await
+            .unwrap()
+            .into_inner();
         if d.run.as_ref().unwrap().state != "running" {
             return d;
         }

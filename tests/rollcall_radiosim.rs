@@ -296,3 +296,106 @@ selcall = "ccir"
     daemon.signal(libc::SIGTERM);
     daemon.wait_exit(Duration::from_secs(10));
 }
+
+/// Individual mode: each guard is called once, after the previous guard's
+/// answer has finished (a radio that is transmitting cannot hear a call),
+/// and answers on the first call.
+#[test]
+fn individual_calls_wait_for_clear_air_and_are_answered_first_time() {
+    let dir = TempDir::new("rc-ind");
+    let port = free_port();
+    let mut roster = String::from("[[roster.company]]\nid = \"c\"\nname = \"C\"\n");
+    for i in 0..6 {
+        let code = match i % 3 {
+            0 => format!("dtmf = \"{}\"", 500 + i),
+            1 => format!("selcall = \"{:05}\"", 41000 + i * 13),
+            _ => format!("mdc1200 = \"{:04X}\"", 0x3C00 + i),
+        };
+        roster.push_str(&format!(
+            "[[roster.guard]]\nid = \"i{i}\"\nname = \"I{i}\"\ncompany = \"c\"\n{code}\n"
+        ));
+    }
+    let config = format!(
+        r#"
+[daemon]
+station_id = "ind"
+data_dir = "{data}"
+[grpc]
+listen = "127.0.0.1:{port}"
+require_auth = false
+[[link]]
+id = "guards"
+kind = "sim"
+[link.sim]
+seed = 5
+reply_delay_ms = 300
+talk_ms = 600
+log = "truth.jsonl"
+[[channel]]
+id = "guards"
+links = ["guards"]
+hang_time_ms = 300
+[channel.ani]
+selcall = "ccir"
+{roster}
+"#,
+        data = dir.path().join("data").display()
+    );
+    let mut daemon = Daemon::start(dir.path(), &config);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let detail = rt.block_on(async {
+        let addr = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut api = loop {
+            if let Ok(c) =
+                pb::roll_call_service_client::RollCallServiceClient::connect(addr.clone()).await
+            {
+                break c;
+            }
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let id = api
+            .start_run(pb::StartRunRequest {
+                channel: "guards".into(),
+                modes: vec!["individual".into()],
+                options: Some(pb::RunOptions {
+                    reply_window_s: 5,
+                    retries: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .run_id;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let d = api
+                .get_run(pb::GetRunRequest { id })
+                .await
+                .unwrap()
+                .into_inner();
+            if d.run.as_ref().unwrap().state != "running" {
+                break d;
+            }
+            assert!(Instant::now() < deadline, "{}", daemon.log_text());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    for r in &detail.results {
+        assert_eq!(r.outcome, "answered", "{r:?}");
+        assert_eq!(r.calls, 1, "{} needed {} calls", r.guard, r.calls);
+    }
+    // The simulator heard each call exactly once.
+    let truth = std::fs::read_to_string(dir.path().join("data/truth.jsonl")).unwrap();
+    let calls = truth
+        .lines()
+        .filter(|l| l.contains("\"event\":\"called\""))
+        .count();
+    assert_eq!(calls, 6, "{truth}");
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit(Duration::from_secs(10));
+}

@@ -138,6 +138,11 @@ impl ChannelMachine {
         self.links.get(link).is_some_and(|l| l.rx_active)
     }
 
+    /// Some link is receiving or in its hang time: the air is not clear.
+    pub fn air_busy(&self) -> bool {
+        self.links.iter().any(|l| l.rx_active)
+    }
+
     /// `"idle"`, `"receiving"`, `"transmitting"` or `"hang"`, for status.
     pub fn state_name(&self) -> &'static str {
         if self.claim.is_some() {

@@ -154,8 +154,23 @@ struct LocalTx {
     started: Instant,
 }
 
+/// A clip waiting for the air to clear.
+struct PendingClip {
+    source: TxSource,
+    samples: Vec<i16>,
+    reply: oneshot::Sender<Result<(), TxError>>,
+    give_up: Instant,
+}
+
+/// How long an alert or roll-call clip waits for a busy channel to clear.
+const CLEAR_AIR_WAIT: Duration = Duration::from_secs(60);
+
 pub struct ChannelTask {
     cfg: ChannelConfig,
+    /// Alert and roll-call clips wait here while the channel is receiving:
+    /// a radio that is transmitting cannot hear a call, so calling over a
+    /// guard's answer would be a call nobody hears.
+    pending: VecDeque<PendingClip>,
     id: Arc<str>,
     machine: ChannelMachine,
     links: Vec<LinkSide>,
@@ -214,6 +229,7 @@ impl ChannelTask {
                 })
                 .collect(),
             local: None,
+            pending: VecDeque::new(),
             bus,
             roster,
             recorder: if cfg.record { recorder } else { None },
@@ -245,14 +261,18 @@ impl ChannelTask {
                 _ = cancel.cancelled() => break,
                 Some((link, ev)) = link_events.recv() => self.on_link_event(&link, ev),
                 Some(req) = requests.recv() => self.on_request(req),
-                _ = tick.tick(), if self.local.is_some() => self.on_tick(),
+                _ = tick.tick(), if self.local.is_some() || !self.pending.is_empty() => self.on_tick(),
                 _ = sleep_until_opt(deadline) => {
                     self.machine.handle_timeout(Instant::now().into_std());
                 }
             }
             self.apply_actions();
+            self.start_pending();
         }
         // Fail safe: nothing stays keyed, every recording is closed.
+        for p in self.pending.drain(..) {
+            let _ = p.reply.send(Err(TxError::ShuttingDown));
+        }
         if let Some(local) = self.local.take() {
             if let Some(done) = local.done {
                 let _ = done.send(Err(TxError::ShuttingDown));
@@ -362,19 +382,23 @@ impl ChannelTask {
                 samples,
                 reply,
             } => {
-                if let Err(e) = self.start_local(now, source) {
-                    let _ = reply.send(Err(e));
+                // Consoles talk when they press; alerts and roll calls wait
+                // for clear air (unless they pre-empt a lower priority).
+                let must_wait = source < TxSource::Console
+                    && (self.machine.air_busy()
+                        || self.local.is_some()
+                        || !self.pending.is_empty())
+                    && self.machine.holder().is_none_or(|(_, h)| h >= source);
+                if must_wait {
+                    self.pending.push_back(PendingClip {
+                        source,
+                        samples,
+                        reply,
+                        give_up: Instant::now() + CLEAR_AIR_WAIT,
+                    });
                     return;
                 }
-                if let Some(local) = &mut self.local {
-                    local
-                        .queue
-                        .extend(samples.chunks(FRAME_SAMPLES).map(AudioFrame::from_slice));
-                    local.done = Some(reply);
-                    if local.queue.is_empty() {
-                        self.finish_local(now);
-                    }
-                }
+                self.start_clip(now, source, samples, reply);
             }
             Request::Frame { claim, frame } => {
                 if let Some(local) = &mut self.local {
@@ -393,6 +417,47 @@ impl ChannelTask {
             Request::State { reply } => {
                 let _ = reply.send(self.machine.state_name());
             }
+        }
+    }
+
+    /// Starts a clip now: claim, queue its frames, answer when they are out.
+    fn start_clip(
+        &mut self,
+        now: std::time::Instant,
+        source: TxSource,
+        samples: Vec<i16>,
+        reply: oneshot::Sender<Result<(), TxError>>,
+    ) {
+        if let Err(e) = self.start_local(now, source) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        if let Some(local) = &mut self.local {
+            local
+                .queue
+                .extend(samples.chunks(FRAME_SAMPLES).map(AudioFrame::from_slice));
+            local.done = Some(reply);
+            if local.queue.is_empty() {
+                self.finish_local(now);
+            }
+        }
+    }
+
+    /// Starts the oldest waiting clip once the air is clear; gives up on
+    /// clips that waited too long.
+    fn start_pending(&mut self) {
+        let now = Instant::now();
+        while self.pending.front().is_some_and(|p| p.give_up <= now) {
+            if let Some(p) = self.pending.pop_front() {
+                let _ = p.reply.send(Err(TxError::Busy("channel traffic")));
+            }
+        }
+        if self.local.is_some() || self.machine.air_busy() {
+            return;
+        }
+        if let Some(p) = self.pending.pop_front() {
+            self.start_clip(now.into_std(), p.source, p.samples, p.reply);
+            self.apply_actions();
         }
     }
 
