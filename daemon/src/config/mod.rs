@@ -15,4 +15,6 @@ pub use load::{load_file, load_str, parse_days, parse_hhmm, ConfigError, ConfigE
 pub use schema::*;
 
 #[cfg(test)]
+mod example_test;
+#[cfg(test)]
 mod tests;
