@@ -73,8 +73,10 @@ if ! grep -qx "/etc/rollcalld/rollcalld.toml" "$tmp/DEBIAN/conffiles" 2>/dev/nul
     echo "deb-check: /etc/rollcalld/rollcalld.toml is not a conffile" >&2
     fail=1
 fi
-if ! grep -q "systemd-sysusers" "$tmp/DEBIAN/postinst" 2>/dev/null; then
-    echo "deb-check: the postinst does not create the user (systemd-sysusers)" >&2
+sysusers_calls=$(grep -c "^ *systemd-sysusers" "$tmp/DEBIAN/postinst" 2>/dev/null || true)
+if [[ $sysusers_calls != 1 ]]; then
+    # 0: no user is created; 2+: the debhelper token was expanded twice.
+    echo "deb-check: the postinst runs systemd-sysusers $sysusers_calls times, want once" >&2
     fail=1
 fi
 if grep -q "#DEBHELPER#" "$tmp/DEBIAN/postinst" "$tmp/DEBIAN/postrm" 2>/dev/null; then

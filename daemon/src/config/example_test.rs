@@ -275,7 +275,10 @@ fn deserialize_items(src: &str) -> Vec<Item> {
             }
             if l.starts_with("#[serde(") {
                 rename = rename.or(attr_value(l, "rename"));
-                skip |= l.contains("skip");
+                // `skip` and `skip_deserializing`, not `skip_serializing_if`.
+                skip |= ["skip)", "skip,", "skip_deserializing"]
+                    .iter()
+                    .any(|s| l.contains(s));
                 continue;
             }
             if l.starts_with("///") || l.starts_with("//") || l.starts_with("#[") {
