@@ -18,8 +18,13 @@ deps-test:
 build: deps-build
 	$(CARGO) build --release --bins
 
+# The demo: a loopback mosquitto, then the daemon in the foreground with two
+# simulated base stations; scripts/demo.sh starts a roll call once the daemon
+# serves and shows it live (Ctrl-C stops everything).
 run: deps-run build
-	./target/release/rollcalld --config $(DEMO)
+	@scripts/start-mosquitto.sh 1883 data/mosquitto
+	@scripts/demo.sh & trap 'kill $$! 2>/dev/null' EXIT; \
+	  ./target/release/rollcalld --config $(DEMO)
 
 test: deps-test
 	$(CARGO) build --workspace --bins
@@ -33,6 +38,23 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+# Every bench; writes bench/RESULTS.md.
+bench: deps-test
+	scripts/bench.sh
+
+# Fault scenarios that take longer than the regular suite (the short forms
+# of each run in `make test`).
+faults: deps-test
+	$(CARGO) test -p rollcalld --test mqtt_outage -- --ignored --nocapture
+	$(CARGO) test -p rollcalld --test rollcall_kill9 --test channel_recording -- --nocapture
+
+# Each fuzz target for FUZZ_SECONDS (default 60); needs cargo-fuzz.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 cargo fuzz list); do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 clean-data:
 	rm -rf data/demo

@@ -16,12 +16,14 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
-fn config(dir: &std::path::Path, port: u16) -> String {
+fn config(dir: &std::path::Path, port: u16, metrics_port: u16) -> String {
     format!(
         r#"
 [daemon]
 station_id = "it-api"
 data_dir = "{data}"
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
 [grpc]
 listen = "127.0.0.1:{port}"
 [[grpc.token]]
@@ -60,6 +62,20 @@ background_talk_max_ms = 800
 id = "merged"
 links = ["police", "guards"]
 hang_time_ms = 300
+
+[[roster.company]]
+id = "acme"
+name = "Acme Security"
+[[roster.guard]]
+id = "g1"
+name = "Li"
+company = "acme"
+dtmf = "901"
+[[roster.guard]]
+id = "g2"
+name = "Wang"
+company = "acme"
+dtmf = "902"
 "#,
         data = dir.join("data").display(),
         v = sha256_hex("viewer-secret"),
@@ -106,7 +122,8 @@ fn tone_frame(n: usize) -> Vec<u8> {
 fn roles_audit_events_talk_and_recordings() {
     let dir = TempDir::new("api");
     let port = free_port();
-    let mut daemon = Daemon::start(dir.path(), &config(dir.path(), port));
+    let metrics_port = free_port();
+    let mut daemon = Daemon::start(dir.path(), &config(dir.path(), port, metrics_port));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let ch = connect(port).await;
@@ -157,6 +174,74 @@ fn roles_audit_events_talk_and_recordings() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
+
+        // --- alerts: operator creates, viewer cannot, ack on behalf ---
+        let mut alerts = pb::alert_service_client::AlertServiceClient::new(ch.clone());
+        let new_alert = pb::CreateAlertRequest {
+            text: "Theft pattern on Market street: check parked bikes".into(),
+            priority: "urgent".into(),
+            target: Some(pb::AlertTarget {
+                channels: vec!["merged".into()],
+                guards: vec!["g1".into(), "g2".into()],
+                ..Default::default()
+            }),
+            clip_path: String::new(),
+            deadline_s: 600,
+        };
+        let e = alerts
+            .create(with_token(new_alert.clone(), Some("viewer-secret")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        let mut bad = new_alert.clone();
+        bad.priority = "whenever".into();
+        let e = alerts
+            .create(with_token(bad, Some("operator-secret")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("whenever"), "{}", e.message());
+        let alert = alerts
+            .create(with_token(new_alert, Some("operator-secret")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(alert.total, 2);
+        let ack = alerts
+            .acknowledge(with_token(
+                pb::AcknowledgeRequest {
+                    alert_id: alert.id,
+                    guard: "g1".into(),
+                },
+                Some("operator-secret"),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ack.outcome, "acknowledged");
+        let detail = alerts
+            .get(with_token(
+                pb::GetAlertRequest { id: alert.id },
+                Some("viewer-secret"),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let g1 = detail.guards.iter().find(|g| g.guard == "g1").unwrap();
+        assert_eq!(
+            (g1.state.as_str(), g1.via.as_str()),
+            ("acknowledged", "operator")
+        );
+        assert_eq!(detail.companies[0].on_time, 1);
+        assert!((detail.companies[0].rate - 0.5).abs() < 1e-9);
+        let e = alerts
+            .get(with_token(
+                pb::GetAlertRequest { id: 4242 },
+                Some("viewer-secret"),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
 
         // --- event resume ---
         let mut live = events
@@ -304,6 +389,31 @@ fn roles_audit_events_talk_and_recordings() {
         assert_eq!(e.code(), tonic::Code::NotFound);
     });
 
+    // /metrics parses as Prometheus text and its counters move with traffic.
+    let key = "rollcalld_link_frames_in_total{link=\"guards\"}";
+    let first = scrape(metrics_port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let second = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = scrape(metrics_port);
+        if now[key] > first[key] {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "frames_in did not move from {}",
+            first[key]
+        );
+    };
+    assert!(second["rollcalld_link_frames_out_total{link=\"police\"}"] > 0.0);
+    assert!(
+        second
+            .iter()
+            .any(|(k, v)| k.starts_with("rollcalld_grpc_requests_total{method=\"/rollcall.v1.AudioService/Talk\",code=\"PermissionDenied\"") && *v >= 1.0),
+        "{second:?}"
+    );
+    assert!(second["rollcalld_recordings_files_total"] >= 1.0);
+
     // The police station was keyed by the console.
     let police = std::fs::read_to_string(dir.path().join("data/police.jsonl")).unwrap_or_default();
     assert!(
@@ -331,4 +441,57 @@ fn roles_audit_events_talk_and_recordings() {
             .any(|r| r.0 == "chief" && r.1 == "talk" && r.2.starts_with("refused")),
         "{rows:?}"
     );
+}
+
+/// Fetches /metrics and checks every line against the text exposition
+/// format; returns samples by `name{labels}`.
+fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    sock.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let mut samples = std::collections::HashMap::new();
+    let mut typed = std::collections::HashSet::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let name = it.next().unwrap();
+            assert!(matches!(it.next(), Some("counter" | "gauge")), "{line}");
+            assert!(
+                typed.insert(name.to_string()),
+                "family {name} declared twice"
+            );
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample line {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad metric name in {line:?}"
+        );
+        assert!(typed.contains(name), "sample before its TYPE: {line:?}");
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(
+                    labels.starts_with('{') && labels.ends_with('}'),
+                    "bad labels in {line:?}"
+                );
+            }
+        }
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        samples.insert(series.to_string(), v);
+    }
+    samples
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::storage::{now_ms, Storage, StorageError};
 
 /// Everything that happens in the daemon.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     DaemonStarted {
@@ -94,6 +94,131 @@ pub enum Event {
         source: String,
         message: String,
     },
+    // --- alerts (daemon/src/alerts) ---
+    /// An alert was stored and is being pushed to radio and apps.
+    AlertCreated {
+        alert_id: i64,
+        text: String,
+        priority: String,
+        created_by: String,
+        /// Guards expected to acknowledge.
+        guards: Vec<String>,
+        /// Channels the tone and clip go out on.
+        channels: Vec<String>,
+        deadline_ms: i64,
+    },
+    /// A guard acknowledged an alert (stored before this event).
+    AlertAcked {
+        alert_id: i64,
+        guard: String,
+        company: String,
+        /// `ani`, `app` or `operator`.
+        via: String,
+        at_ms: i64,
+        /// After the deadline.
+        late: bool,
+    },
+    /// Reminder before the deadline to the guards who have not acknowledged.
+    AlertReminder {
+        alert_id: i64,
+        text: String,
+        guards: Vec<String>,
+        deadline_ms: i64,
+    },
+    /// Deadline passed: guards of one company who have not acknowledged,
+    /// for that company's supervisor.
+    AlertEscalated {
+        alert_id: i64,
+        company: String,
+        supervisor: Option<String>,
+        guards: Vec<String>,
+    },
+    /// The alert stopped accepting acknowledgements.
+    AlertClosed {
+        alert_id: i64,
+        total: usize,
+        on_time: usize,
+        late: usize,
+        missed: usize,
+    },
+    /// A guard's phone app acknowledged a request (the MQTT bridge publishes
+    /// it). `ref_id` is what the request carried: `rollcall-<run>` for a
+    /// roll call, the alert's reference for an alert.
+    AppAck {
+        app_id: String,
+        ref_id: String,
+        ts_ms: i64,
+    },
+    // --- roll calls (rollcall::engine); each carries its run id ---
+    RollcallStarted {
+        run_id: i64,
+        /// `None` for a run started by hand.
+        schedule_id: Option<String>,
+        channel: String,
+        modes: Vec<String>,
+        guards: u32,
+        /// Picked up again after a daemon restart.
+        resumed: bool,
+    },
+    /// A scheduled due time that did not run, with why.
+    RollcallMissedRun {
+        run_id: i64,
+        schedule_id: String,
+        due_ms: i64,
+        reason: String,
+    },
+    /// A guard's selective call (or DMR radio check) went out.
+    RollcallGuardCalled {
+        run_id: i64,
+        guard: String,
+        attempt: u32,
+        how: String,
+    },
+    /// Ask the guard's app to acknowledge (the MQTT bridge forwards it and
+    /// publishes the answer as `AppAck` with the same `ref_id`).
+    RollcallAppRequest {
+        run_id: i64,
+        guard: String,
+        app_id: String,
+        ref_id: String,
+    },
+    /// A guard answered (stored before this is published).
+    RollcallAnswerHeard {
+        run_id: i64,
+        guard: String,
+        kind: String,
+        unit: String,
+        offset_ms: i64,
+    },
+    /// A guard's outcome is final: answered, late, missed or interrupted.
+    RollcallGuardClosed {
+        run_id: i64,
+        guard: String,
+        outcome: String,
+    },
+    /// An identity heard during a run that is none of its guards.
+    RollcallUnknownAni {
+        run_id: i64,
+        kind: String,
+        unit: String,
+        guard: Option<String>,
+    },
+    /// A missed guard, for his company's supervisor (MQTT bridge forwards).
+    RollcallEscalation {
+        run_id: i64,
+        guard: String,
+        company: String,
+        supervisor: Option<String>,
+    },
+    RollcallFinished {
+        run_id: i64,
+        /// `finished` or `interrupted`.
+        state: String,
+        answered: u32,
+        late: u32,
+        missed: u32,
+        interrupted: u32,
+    },
 }
 
 impl Event {
@@ -112,6 +237,21 @@ impl Event {
             Event::TxTimeout { .. } => "tx_timeout",
             Event::RecordingWritten { .. } => "recording_written",
             Event::Error { .. } => "error",
+            Event::AlertCreated { .. } => "alert_created",
+            Event::AlertAcked { .. } => "alert_acked",
+            Event::AlertReminder { .. } => "alert_reminder",
+            Event::AlertEscalated { .. } => "alert_escalated",
+            Event::AlertClosed { .. } => "alert_closed",
+            Event::AppAck { .. } => "app_ack",
+            Event::RollcallStarted { .. } => "rollcall_started",
+            Event::RollcallMissedRun { .. } => "rollcall_missed_run",
+            Event::RollcallGuardCalled { .. } => "rollcall_guard_called",
+            Event::RollcallAppRequest { .. } => "rollcall_app_request",
+            Event::RollcallAnswerHeard { .. } => "rollcall_answer_heard",
+            Event::RollcallGuardClosed { .. } => "rollcall_guard_closed",
+            Event::RollcallUnknownAni { .. } => "rollcall_unknown_ani",
+            Event::RollcallEscalation { .. } => "rollcall_escalation",
+            Event::RollcallFinished { .. } => "rollcall_finished",
         }
     }
 }

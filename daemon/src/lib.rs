@@ -5,23 +5,33 @@
 //! - [`storage`]: the SQLite database on its own thread; migrations.
 //! - [`events`]: the event bus — one `Event` enum, numbered, persisted, broadcast.
 //! - [`station`]: live link state shared with the API.
-//! - [`roster`]: companies, guards, groups; lookups by ANI code and app id.
+//! - [`roster`]: companies, guards, groups; lookups by ANI code and app id;
+//!   persisted in SQLite, edited at run time with an audit trail.
+//! - [`rollcall`]: schedules, the roll-call engine, results and reports.
 //! - [`channel`]: channels, PTT arbitration (`TxSource`), the `Transmitter` trait.
 //! - [`links`]: the link registry (config kinds → `rollcall_hw` drivers) and the
 //!   per-link task.
 //! - [`recorder`]: Ogg Opus file per transmission, index, crash repair, retention.
+//! - [`alerts`]: alerts to guards, acknowledgement tracking, company rates.
+//! - [`mqtt`]: the MQTT bridge (status, events, alerts out; acks in) and its
+//!   persisted outbox.
 //! - [`grpc`]: the tonic server (rollcall.v1, health, reflection).
+//! - [`metrics`]: Prometheus counters and the `/metrics` listener.
 //! - [`sdnotify`]: systemd readiness and watchdog.
 //! - [`run`]: wires it all together and runs until the shutdown future fires.
 //!
 //! Start reading at [`run`], then [`events::Event`].
 
+pub mod alerts;
 pub mod channel;
 pub mod config;
 pub mod events;
 pub mod grpc;
 pub mod links;
+pub mod metrics;
+pub mod mqtt;
 pub mod recorder;
+pub mod rollcall;
 pub mod roster;
 pub mod sdnotify;
 pub mod station;
@@ -71,8 +81,18 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
 
     let (bus, bus_task) = Bus::spawn(storage.clone(), cancel.child_token());
     let station = station::Station::new(&config.daemon.station_id, &config.daemon.time_zone);
+    let metrics = Arc::new(metrics::Metrics::default());
+    tasks.add(
+        "metrics counter".into(),
+        metrics.spawn_event_counter(&bus, cancel.child_token()),
+    );
 
-    let roster = roster::Roster::new(roster::RosterSnapshot::from_config(&config));
+    // The roster lives in SQLite (seeded by the config, edited through the
+    // API); everyone shares its swappable snapshot.
+    let roster_store = roster::RosterStore::open(storage.clone(), &config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the roster: {e}"))?;
+    let roster = roster_store.roster();
 
     // Recorder: repair what a crash left open before anything new is written.
     let recorder = if config.recorder.enabled {
@@ -119,6 +139,43 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         None
     };
 
+    // --- alerts and the MQTT bridge (issue 8) ---
+    // Settings are checked before anything connects or binds. The bridge
+    // starts before the links so their first up/down events reach MQTT.
+    // Alerts transmit through the channels, which exist only after the
+    // links; `late_tx` forwards to them once they are built.
+    let late_tx = channel::LateTransmitter::default();
+    let mqtt_settings = if config.mqtt.enabled {
+        Some(mqtt::Settings::from_config(&config)?)
+    } else {
+        None
+    };
+    let (alert_service, alert_task) = alerts::start(
+        &config,
+        storage.clone(),
+        bus.clone(),
+        roster.clone(),
+        Some(Arc::new(late_tx.clone()) as Arc<dyn channel::Transmitter>),
+        cancel.child_token(),
+    )
+    .await?;
+    tasks.add("alerts".into(), alert_task);
+    if let Some(settings) = mqtt_settings {
+        tracing::info!(broker = %config.mqtt.broker, prefix = %settings.topics.base, "MQTT bridge starting");
+        tasks.add(
+            "mqtt".into(),
+            mqtt::spawn(
+                settings,
+                storage.clone(),
+                bus.clone(),
+                roster.clone(),
+                Some(alert_service.clone()),
+                cancel.child_token(),
+            ),
+        );
+    }
+    // --- end alerts and MQTT ---
+
     // Links, then the channels that own them.
     if config.links.is_empty() {
         tracing::warn!("no links configured: the daemon serves the API but hears no radio");
@@ -144,7 +201,16 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
             .iter()
             .find(|c| c.links.contains(&link.id))
             .map(|c| channel_inputs[&c.id].0.clone());
-        match links::spawn_link(link, &build, &station, &bus, feed, cancel.child_token()) {
+        let counters = metrics.link(&link.id);
+        match links::spawn_link(
+            link,
+            &build,
+            &station,
+            &bus,
+            feed,
+            counters,
+            cancel.child_token(),
+        ) {
             Ok(running) => {
                 tasks.add(format!("link {}", link.id), running.task);
                 link_handles.insert(link.id.clone(), running.handle.clone());
@@ -170,6 +236,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
             bus.clone(),
             roster.clone(),
             recorder.clone(),
+            metrics.clone(),
         );
         let events = channel_inputs
             .get_mut(&ch.id)
@@ -183,7 +250,47 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     }
     drop(channel_inputs);
     let channels = Arc::new(channels);
-    let _ = &channels;
+    late_tx.set(channels.clone());
+
+    // --- roll calls (rollcall branch) ---
+    // Recovers unfinished runs, then starts the scheduler. DMR guards are
+    // radio-checked through the channel's `dmr` links.
+    let rollcall = rollcall::RollcallService::start(
+        &config,
+        rollcall::Deps {
+            storage: storage.clone(),
+            bus: bus.clone(),
+            roster: roster.clone(),
+            transmitter: channels.clone(),
+            radio_check: Some(Arc::new(links::DmrRadioChecks {
+                by_channel: config
+                    .channels
+                    .iter()
+                    .map(|c| {
+                        let checks = radio_checks.lock().unwrap_or_else(|p| p.into_inner());
+                        let v = c
+                            .links
+                            .iter()
+                            .filter_map(|l| checks.get(l).cloned())
+                            .collect();
+                        (c.id.clone(), v)
+                    })
+                    .collect(),
+            }) as Arc<dyn rollcall::RadioCheck>),
+            clock: Arc::new(rollcall::SystemClock),
+        },
+        cancel.child_token(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start roll calls: {e}"))?;
+    {
+        let rollcall = rollcall.clone();
+        tasks.add(
+            "rollcall".into(),
+            tokio::spawn(async move { rollcall.stopped().await }),
+        );
+    }
+    // --- end roll calls ---
 
     // gRPC: bind first so a taken port fails start-up before READY.
     let listener = tokio::net::TcpListener::bind(config.grpc.listen)
@@ -195,6 +302,21 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         grpc_addr.to_string(),
     )?;
     tracing::info!(addr = %grpc_addr, "gRPC listening");
+    if let Some(addr) = config.metrics.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind metrics listener {addr}: {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+        tasks.add(
+            "metrics".into(),
+            tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                station.clone(),
+                cancel.child_token(),
+            )),
+        );
+    }
     let cx = grpc::ApiContext {
         config: config.clone(),
         station: station.clone(),
@@ -204,6 +326,10 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         bus: bus.clone(),
         roster: roster.clone(),
         cancel: cancel.child_token(),
+        metrics: metrics.clone(),
+        alerts: Some(alert_service.clone()),
+        rollcall: Some(rollcall.clone()),
+        roster_store: Some(roster_store.clone()),
     };
     let grpc_cancel = cancel.child_token();
     let grpc_grace = Duration::from_millis(config.daemon.shutdown_grace_ms / 2);
@@ -260,6 +386,10 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     } else {
         tracing::info!(task = "event bus", "stopped");
     }
+    // Roll calls hold storage handles too; release them so the storage
+    // thread can finish.
+    drop(rollcall);
+    drop(roster_store);
     // Channels have stopped: close the recordings they left open.
     drop(recorder);
     if let Some((thread, indexer)) = recorder_parts {
@@ -275,6 +405,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     storage.close();
     drop(storage);
     drop(bus);
+    // Holds a storage handle: must go before the storage thread is joined.
+    drop(alert_service);
     // The storage thread finishes queued writes, checkpoints and exits.
     let _ = tokio::task::spawn_blocking(move || storage_thread.join()).await;
     tracing::info!("rollcalld stopped");

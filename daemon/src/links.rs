@@ -49,6 +49,20 @@ pub struct DmrSettings {
     pub checker_id: u32,
     #[serde(default = "default_colour")]
     pub colour_code: u8,
+    /// Timeslot radio checks go out on: 2 suits simplex hotspots, 1 or 2 a
+    /// repeater's talk group layout.
+    #[serde(default = "default_check_slot")]
+    pub radio_check_slot: u8,
+    /// Seconds to wait for a radio's answer to one check.
+    #[serde(default = "default_check_timeout")]
+    pub radio_check_timeout_s: u64,
+}
+
+fn default_check_slot() -> u8 {
+    2
+}
+fn default_check_timeout() -> u64 {
+    3
 }
 
 /// `[[link.dmr.peer]]`
@@ -122,6 +136,9 @@ pub struct SimSettings {
     pub reply_delay_ms: u32,
     #[serde(default = "default_late_delay")]
     pub late_delay_ms: u32,
+    /// How long a guard talks after his ID when he answers.
+    #[serde(default = "default_talk_ms")]
+    pub talk_ms: u32,
     /// A gateway transmission at least this long is a group roll call.
     #[serde(default = "default_roll_call_min")]
     pub roll_call_min_ms: u32,
@@ -152,6 +169,9 @@ fn default_reply_delay() -> u32 {
 }
 fn default_late_delay() -> u32 {
     20_000
+}
+fn default_talk_ms() -> u32 {
+    1500
 }
 fn default_roll_call_min() -> u32 {
     3000
@@ -208,6 +228,12 @@ pub fn check_settings(kind: &str, settings: Option<&Item>) -> Result<(), Setting
             if s.peers.is_empty() {
                 return Err(invalid("at least one [[link.dmr.peer]] is needed".into()));
             }
+            if !(1..=2).contains(&s.radio_check_slot) {
+                return Err(invalid(format!(
+                    "radio_check_slot = {} is not a DMR timeslot; use 1 or 2",
+                    s.radio_check_slot
+                )));
+            }
             for p in &s.peers {
                 if p.password.is_none() && p.password_env.is_none() {
                     return Err(invalid(format!(
@@ -229,9 +255,49 @@ pub struct BuildContext<'a> {
     /// Simulated stations started for `sim` links, kept for shutdown.
     pub sims: &'a std::sync::Mutex<Vec<rollcall_hw::sim::station::StationHandle>>,
     /// Radio-check handles of `dmr` links, by link id, for roll calls.
-    pub radio_checks: &'a std::sync::Mutex<
-        std::collections::BTreeMap<String, rollcall_hw::dmr::RadioCheckHandle>,
-    >,
+    pub radio_checks: &'a std::sync::Mutex<std::collections::BTreeMap<String, DmrCheck>>,
+}
+
+/// How to radio-check through one `dmr` link.
+#[derive(Clone)]
+pub struct DmrCheck {
+    pub handle: rollcall_hw::dmr::RadioCheckHandle,
+    pub slot: rollcall_hw::dmr::Slot,
+    pub timeout: std::time::Duration,
+}
+
+/// The roll-call engine's [`RadioCheck`](crate::rollcall::RadioCheck): sends
+/// a DMR radio check through every `dmr` link of the channel. The radio's
+/// answer arrives as an ANI event (kind `dmr`, op `RadioCheckAck`) on the
+/// channel, which is what the engine waits for.
+pub struct DmrRadioChecks {
+    pub by_channel: std::collections::BTreeMap<String, Vec<DmrCheck>>,
+}
+
+impl crate::rollcall::RadioCheck for DmrRadioChecks {
+    fn radio_check(
+        &self,
+        channel: &str,
+        dmr_id: u32,
+    ) -> crate::channel::BoxFuture<'_, Result<(), crate::channel::TxError>> {
+        let checks = self.by_channel.get(channel).cloned().unwrap_or_default();
+        Box::pin(async move {
+            if checks.is_empty() {
+                return Err(crate::channel::TxError::NoLinkUp);
+            }
+            for c in checks {
+                // The outcome is also reported as ANI on the channel; here it
+                // is only logged, so the engine is not held for the wait.
+                tokio::spawn(async move {
+                    match c.handle.radio_check(dmr_id, c.slot, c.timeout, 0).await {
+                        Ok(outcome) => tracing::debug!(dmr_id, ?outcome, "DMR radio check"),
+                        Err(e) => tracing::warn!(dmr_id, error = %e, "DMR radio check failed"),
+                    }
+                });
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Builds the driver for a configured link. Settings were checked at load,
@@ -280,7 +346,18 @@ pub fn build_driver(
             cx.radio_checks
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(link.id.clone(), checks);
+                .insert(
+                    link.id.clone(),
+                    DmrCheck {
+                        handle: checks,
+                        slot: if s.radio_check_slot == 1 {
+                            rollcall_hw::dmr::Slot::One
+                        } else {
+                            rollcall_hw::dmr::Slot::Two
+                        },
+                        timeout: std::time::Duration::from_secs(s.radio_check_timeout_s),
+                    },
+                );
             Ok(Box::new(link_driver))
         }
         other => Err(format!("link kind \"{other}\" has no driver in this build")),
@@ -330,6 +407,7 @@ fn sim_station_config(
             gc.late_delay_ms = s.late_delay_ms;
             gc.miss_chance = s.miss_chance;
             gc.late_chance = s.late_chance;
+            gc.talk_ms = s.talk_ms;
             guards.push(gc);
         }
     }
@@ -370,6 +448,7 @@ pub fn spawn_link(
     station: &crate::station::Station,
     bus: &crate::events::Bus,
     audio: Option<tokio::sync::mpsc::Sender<(String, rollcall_hw::link::LinkEvent)>>,
+    counters: std::sync::Arc<crate::metrics::LinkCounters>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<RunningLink, String> {
     use crate::events::Event;
@@ -390,6 +469,11 @@ pub fn spawn_link(
     let task = tokio::spawn(async move {
         let mut cor = false;
         while let Some(ev) = events.recv().await {
+            if matches!(ev, LinkEvent::Audio { .. }) {
+                counters
+                    .frames_in
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             match &ev {
                 LinkEvent::Up => {
                     station.set_link_state(&id, LinkState::Up, "");
@@ -420,7 +504,7 @@ pub fn spawn_link(
                         on: *on,
                     });
                 }
-                LinkEvent::Ani(_) => {}
+                LinkEvent::Ani(_) | LinkEvent::Concealed { .. } => {}
             }
             if let Some(audio) = &audio {
                 if audio.send((id.clone(), ev)).await.is_err() {

@@ -94,6 +94,127 @@ pub const MIGRATIONS: &[&str] = &[
         owner TEXT NOT NULL,
         PRIMARY KEY (recording_id, owner)
     );",
+    // 3: alerts with per-guard acknowledgements; the MQTT outbox and the
+    // cursor of the last event the bridge turned into outbox rows.
+    "CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        text TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        target TEXT NOT NULL,
+        channels TEXT NOT NULL,
+        clip TEXT,
+        deadline_ms INTEGER NOT NULL,
+        reminder_ms INTEGER,
+        close_ms INTEGER NOT NULL,
+        reminded INTEGER NOT NULL DEFAULT 0,
+        escalated INTEGER NOT NULL DEFAULT 0,
+        closed_ms INTEGER
+    );
+    CREATE INDEX alerts_open ON alerts(closed_ms);
+    CREATE TABLE alert_guards (
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        guard TEXT NOT NULL,
+        company TEXT NOT NULL,
+        ack_ms INTEGER,
+        ack_via TEXT,
+        ack_by TEXT,
+        PRIMARY KEY (alert_id, guard)
+    );
+    CREATE TABLE mqtt_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        msg_id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE mqtt_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL
+    );",
+    // 4: roster (config-seeded, API-editable) and roll calls.
+    // Roster rows are JSON bodies of `roster::{Company, Group, Guard}`;
+    // `source` says whether the config or the API owns the entry.
+    "CREATE TABLE roster_companies (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('config', 'api'))
+    );
+    CREATE TABLE roster_groups (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('config', 'api'))
+    );
+    CREATE TABLE roster_guards (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('config', 'api'))
+    );
+    CREATE TABLE rollcall_schedules (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('config', 'api')),
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE rollcall_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        schedule_id TEXT,
+        due_ms INTEGER,
+        channel TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        modes TEXT NOT NULL,
+        options TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'finished', 'interrupted', 'missed')),
+        reason TEXT,
+        started_ms INTEGER NOT NULL,
+        resume_until_ms INTEGER NOT NULL,
+        window_end_ms INTEGER,
+        finished_ms INTEGER,
+        answered INTEGER NOT NULL DEFAULT 0,
+        late INTEGER NOT NULL DEFAULT 0,
+        missed INTEGER NOT NULL DEFAULT 0,
+        interrupted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX rollcall_runs_started ON rollcall_runs(started_ms);
+    CREATE INDEX rollcall_runs_state ON rollcall_runs(state);
+    -- One row per decided due time: the UNIQUE pair is what makes a
+    -- schedule fire exactly once across restarts.
+    CREATE TABLE rollcall_fired (
+        schedule_id TEXT NOT NULL,
+        due_ms INTEGER NOT NULL,
+        run_id INTEGER NOT NULL REFERENCES rollcall_runs(id),
+        outcome TEXT NOT NULL CHECK (outcome IN ('started', 'missed')),
+        decided_ms INTEGER NOT NULL,
+        UNIQUE (schedule_id, due_ms)
+    );
+    CREATE TABLE rollcall_results (
+        run_id INTEGER NOT NULL REFERENCES rollcall_runs(id),
+        position INTEGER NOT NULL,
+        guard_id TEXT NOT NULL,
+        guard_name TEXT NOT NULL,
+        company TEXT NOT NULL,
+        call_kind TEXT,
+        app_id TEXT,
+        outcome TEXT NOT NULL CHECK (outcome IN ('pending', 'answered', 'late', 'missed', 'interrupted')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        answered_ms INTEGER,
+        offset_ms INTEGER,
+        how_kind TEXT,
+        how_unit TEXT,
+        recording_id INTEGER,
+        PRIMARY KEY (run_id, guard_id)
+    );
+    CREATE INDEX rollcall_results_company ON rollcall_results(company);
+    CREATE TABLE rollcall_unknown (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL REFERENCES rollcall_runs(id),
+        ts_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        link TEXT NOT NULL
+    );",
 ];
 
 enum Job {

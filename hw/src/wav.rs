@@ -1,4 +1,4 @@
-//! WAV file reading (RIFF/WAVE, PCM 8/16/24/32-bit integer and 32/64-bit
+//! WAV and raw file reading (RIFF/WAVE, PCM 8/16/24/32-bit integer and 32/64-bit
 //! float, any channel count, mixed down to mono) and band-limited resampling
 //! to the internal rate.
 //!
@@ -86,6 +86,19 @@ pub fn read_wav(bytes: &[u8]) -> Result<(Vec<i16>, u32), WavError> {
     })
 }
 
+/// Sample rates we read: below 4 kHz there is no voice band to decode, and
+/// resampling a hostile 1 Hz file to 8 kHz would multiply its size by 8000.
+pub const RATES: std::ops::RangeInclusive<u32> = 4_000..=768_000;
+
+/// Checks a sample rate (e.g. the `--rate` of a raw file) against [`RATES`].
+pub fn check_rate(rate: u32) -> Result<(), WavError> {
+    if RATES.contains(&rate) {
+        Ok(())
+    } else {
+        Err(WavError::Invalid("sample rate must be 4 kHz to 768 kHz"))
+    }
+}
+
 fn parse_format(fmt: &[u8]) -> Result<Format, WavError> {
     let (Some(mut tag), Some(channels), Some(rate), Some(bits)) = (
         u16_at(fmt, 0),
@@ -102,9 +115,7 @@ fn parse_format(fmt: &[u8]) -> Result<Format, WavError> {
     if channels == 0 {
         return Err(WavError::Invalid("zero channels"));
     }
-    if rate == 0 || rate > 1_000_000 {
-        return Err(WavError::Invalid("sample rate must be 1 Hz to 1 MHz"));
-    }
+    check_rate(rate)?;
     let supported = matches!(
         (tag, bits),
         (FORMAT_PCM, 8 | 16 | 24 | 32) | (FORMAT_FLOAT, 32 | 64)
@@ -161,6 +172,15 @@ fn finite(v: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+/// Reads headerless audio: signed 16-bit little-endian mono (the `--rate`
+/// form of `rollcallctl decode`). A trailing odd byte is ignored.
+pub fn read_raw_s16le(bytes: &[u8]) -> Vec<i16> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
 }
 
 /// Writes 16-bit mono PCM WAV bytes (for tests, tools and exports).
@@ -337,6 +357,7 @@ mod tests {
             read_wav(&header(1, 2, 44100, 16, &st)).unwrap().0,
             vec![2000, -1000]
         );
+        assert_eq!(read_raw_s16le(&[1, 0, 0xff, 0xff, 7]), vec![1, -1]);
         // Round trip through our writer.
         assert_eq!(
             read_wav(&write_wav(&[1, -2, 3], 16000)).unwrap(),
@@ -348,6 +369,10 @@ mod tests {
     fn clear_errors_for_bad_files() {
         assert_eq!(read_wav(b"hello world, not audio"), Err(WavError::NotWav));
         assert_eq!(read_wav(b""), Err(WavError::NotWav));
+        assert!(matches!(
+            read_wav(&header(1, 1, 1, 16, &[0; 10])),
+            Err(WavError::Invalid(_))
+        ));
         let good = header(1, 1, 8000, 16, &[0; 100]);
         assert!(matches!(
             read_wav(&good[..good.len() - 10]),

@@ -163,5 +163,59 @@ pcm.rollcall_file {{
     }
     cancel.cancel();
     task.await.unwrap();
+
+    // With a COR wire, squelch follows the wire, not the level, and PTT is
+    // passed to the keying wire.
+    let (cor_tx, cor_rx) = tokio::sync::watch::channel(false);
+    let (ptt_tx, mut ptt_rx) = tokio::sync::watch::channel(false);
+    let cancel = CancellationToken::new();
+    let driver =
+        SoundcardDriver::new(SoundcardConfig::new("rollcall_file"), Some(cor_rx)).with_ptt(ptt_tx);
+    let (handle, mut events, task) = spawn_supervised(
+        "wired",
+        Box::new(driver),
+        Backoff::default(),
+        cancel.clone(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !matches!(next(&mut events, deadline).await, LinkEvent::Up) {}
+    // Tone frames arrive with the squelch closed: VOX is not used.
+    let mut loud_closed = 0;
+    while loud_closed < 5 {
+        if let LinkEvent::Audio { frame, cor } = next(&mut events, deadline).await {
+            assert!(!cor);
+            if frame.level_dbfs() > -20.0 {
+                loud_closed += 1;
+            }
+        }
+    }
+    cor_tx.send(true).unwrap();
+    loop {
+        match next(&mut events, deadline).await {
+            LinkEvent::Cor(true) => break,
+            LinkEvent::Cor(false) => panic!("COR closed unasked"),
+            _ => {}
+        }
+    }
+    assert!(matches!(
+        next(&mut events, deadline).await,
+        LinkEvent::Audio { cor: true, .. }
+    ));
+    assert!(handle.ptt(true));
+    ptt_rx.changed().await.unwrap();
+    assert!(*ptt_rx.borrow_and_update());
+    cancel.cancel();
+    task.await.unwrap();
+    assert!(!*ptt_rx.borrow(), "PTT released on the way out");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn next(
+    events: &mut tokio::sync::mpsc::Receiver<LinkEvent>,
+    deadline: tokio::time::Instant,
+) -> LinkEvent {
+    tokio::time::timeout_at(deadline, events.recv())
+        .await
+        .expect("timed out")
+        .expect("driver ended")
 }

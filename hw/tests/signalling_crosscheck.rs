@@ -250,3 +250,50 @@ fn sox_audio_at_other_rates_decodes_through_wav_and_resampler() {
         );
     }
 }
+
+/// Resamples 8 kHz audio to `rate` with sox (an independent resampler).
+fn sox_resample(samples: &[i16], rate: u32) -> Vec<i16> {
+    let input = TempFile::new("wav");
+    let output = TempFile::new("wav");
+    std::fs::write(&input.0, wav::write_wav(samples, 8000)).expect("temp file");
+    let status = Command::new("sox")
+        .arg(&input.0)
+        .args(["-r", &rate.to_string()])
+        .arg(&output.0)
+        .status()
+        .expect("sox runs");
+    assert!(status.success());
+    let (out, got_rate) =
+        wav::read_wav(&std::fs::read(&output.0).expect("sox output")).expect("WAV");
+    assert_eq!(got_rate, rate);
+    out
+}
+
+#[test]
+fn mdc1200_survives_a_round_trip_through_sox_resampling() {
+    use rollcall_hw::ani::AniOp;
+    use rollcall_hw::signalling::mdc1200::{self, MdcPacket};
+    if !have("sox") {
+        return;
+    }
+    let mut samples = encode::silence(100);
+    samples.extend(mdc1200::encode(&MdcPacket::ptt_id_pre(0x1234), 0.5));
+    samples.extend(encode::silence(300));
+    samples.extend(mdc1200::encode(&MdcPacket::emergency(0xABCD), 0.5));
+    samples.extend(encode::silence(100));
+    for rate in [44_100u32, 48_000, 16_000] {
+        let back = wav::resample_to_internal(&sox_resample(&samples, rate), rate);
+        let events: Vec<_> = decode_all(&back, &AniDecoderConfig::default())
+            .into_iter()
+            .map(|e| (e.kind, e.unit, e.op))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (AniKind::Mdc1200, "1234".to_string(), AniOp::PttIdPre),
+                (AniKind::Mdc1200, "ABCD".to_string(), AniOp::Emergency)
+            ],
+            "{rate} Hz"
+        );
+    }
+}

@@ -32,6 +32,27 @@ struct Cli {
 enum Cmd {
     /// Station, link and channel status.
     Status,
+    /// Decode every radio ID (DTMF PTT-ID, 5-tone selcall, MDC1200) in an
+    /// audio file, with the same decoders the daemon runs on a channel. Use
+    /// it to check what your radios actually send. Works offline.
+    Decode {
+        /// A WAV file (any rate, 8–32-bit PCM or float), or raw signed 16-bit
+        /// little-endian mono with --rate.
+        file: std::path::PathBuf,
+        /// The file is headerless s16le mono at this rate (Hz).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Also decode 5-tone selcall of this standard: ccir, ccir2, zvei1,
+        /// eea or eia.
+        #[arg(long)]
+        selcall: Option<String>,
+        /// Skip DTMF.
+        #[arg(long)]
+        no_dtmf: bool,
+        /// Skip MDC1200.
+        #[arg(long)]
+        no_mdc1200: bool,
+    },
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -85,6 +106,23 @@ impl Client {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Decode {
+        file,
+        rate,
+        selcall,
+        no_dtmf,
+        no_mdc1200,
+    } = &cli.command
+    {
+        return decode(
+            file,
+            *rate,
+            selcall.as_deref(),
+            !*no_dtmf,
+            !*no_mdc1200,
+            cli.json,
+        );
+    }
     let file = file_config();
     let addr = cli
         .addr
@@ -126,6 +164,7 @@ async fn main() -> ExitCode {
     let client = Client { channel, token };
     let result = match cli.command {
         Cmd::Status => status(&client, cli.json).await,
+        Cmd::Decode { .. } => unreachable!("handled before connecting"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -238,4 +277,77 @@ fn human_duration(secs: u64) -> String {
     } else {
         format!("{m}m{s}s")
     }
+}
+
+fn decode(
+    path: &std::path::Path,
+    rate: Option<u32>,
+    selcall: Option<&str>,
+    dtmf: bool,
+    mdc1200: bool,
+    json: bool,
+) -> ExitCode {
+    use rollcall_hw::signalling::{decode_recording, AniDecoderConfig, SelcallStandard};
+    let selcall = match selcall {
+        None => None,
+        Some(s) => match SelcallStandard::parse(s) {
+            Some(std) => Some(std),
+            None => {
+                eprintln!("rollcallctl: unknown selcall standard \"{s}\"; use ccir, ccir2, zvei1, eea or eia");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("rollcallctl: cannot read {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    let config = AniDecoderConfig {
+        dtmf,
+        selcall,
+        mdc1200,
+    };
+    let events = match decode_recording(&bytes, rate, &config) {
+        Ok(ev) => ev,
+        Err(e) => {
+            eprintln!("rollcallctl: {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    let rate = f64::from(rollcall_hw::audio::SAMPLE_RATE);
+    for e in &events {
+        let (start, end) = (e.start_sample as f64 / rate, e.end_sample as f64 / rate);
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "start_s": (start * 1000.0).round() / 1000.0,
+                    "end_s": (end * 1000.0).round() / 1000.0,
+                    "kind": e.kind.as_str(),
+                    "unit": e.unit,
+                    "op": format!("{:?}", e.op),
+                    "detail": e.detail,
+                    "confidence": e.confidence,
+                })
+            );
+        } else {
+            println!(
+                "{start:8.3}s  {:<8} {:<10} {:?}{}",
+                e.kind.as_str(),
+                e.unit,
+                e.op,
+                e.detail
+                    .as_ref()
+                    .map(|d| format!("  ({d})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if events.is_empty() && !json {
+        eprintln!("no radio IDs found in {}", path.display());
+    }
+    ExitCode::SUCCESS
 }

@@ -51,11 +51,12 @@ impl CrossPatches {
         };
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         if enabled {
-            if !active.contains_key(&key) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = active.entry(key) {
                 let token = parent.child_token();
-                spawn_direction(channels.clone(), &key.0, &key.1, token.clone());
-                spawn_direction(channels.clone(), &key.1, &key.0, token.clone());
-                active.insert(key, token);
+                let (a, b) = slot.key().clone();
+                spawn_direction(channels.clone(), &a, &b, token.clone());
+                spawn_direction(channels.clone(), &b, &a, token.clone());
+                slot.insert(token);
             }
         } else if let Some(token) = active.remove(&key) {
             token.cancel();

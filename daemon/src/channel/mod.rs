@@ -97,3 +97,34 @@ impl Transmitter for Channels {
         })
     }
 }
+
+/// A [`Transmitter`] for modules started before the channels exist (alerts,
+/// roll calls): it forwards to the channels once [`LateTransmitter::set`]
+/// has been called and refuses with `NoSuchChannel` before that.
+#[derive(Clone, Default)]
+pub struct LateTransmitter {
+    inner: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Channels>>>,
+}
+
+impl LateTransmitter {
+    pub fn set(&self, channels: std::sync::Arc<Channels>) {
+        let _ = self.inner.set(channels);
+    }
+}
+
+impl Transmitter for LateTransmitter {
+    fn transmit(
+        &self,
+        channel: &str,
+        source: TxSource,
+        samples: Vec<i16>,
+    ) -> BoxFuture<'_, Result<(), TxError>> {
+        match self.inner.get() {
+            Some(ch) => ch.transmit(channel, source, samples),
+            None => {
+                let channel = channel.to_owned();
+                Box::pin(async move { Err(TxError::NoSuchChannel(channel)) })
+            }
+        }
+    }
+}

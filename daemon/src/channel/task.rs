@@ -122,10 +122,25 @@ impl ChannelHandle {
 struct LinkSide {
     id: Arc<str>,
     handle: LinkHandle,
+    counters: Arc<crate::metrics::LinkCounters>,
     decoder: AniDecoder,
     recording: Option<(RecKey, std::time::Instant)>,
+    /// Concealed frames not yet recorded: kept only if heard audio follows.
+    concealed: Vec<AudioFrame>,
     rx_started: Option<Instant>,
     ani_seen: bool,
+}
+
+impl LinkSide {
+    /// Queues a frame for the link, counting it (or its drop).
+    fn send(&self, frame: AudioFrame) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.handle.transmit(frame) {
+            self.counters.frames_out.fetch_add(1, Relaxed);
+        } else {
+            self.counters.frames_dropped.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// A local transmission being paced out.
@@ -166,6 +181,7 @@ impl ChannelTask {
         bus: Bus,
         roster: Roster,
         recorder: Option<RecorderHandle>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> (ChannelTask, ChannelHandle, mpsc::Receiver<Request>) {
         let ani = AniDecoderConfig {
             dtmf: cfg.ani.dtmf,
@@ -188,9 +204,11 @@ impl ChannelTask {
                 .into_iter()
                 .map(|h| LinkSide {
                     id: Arc::from(h.id.as_str()),
+                    counters: metrics.link(&h.id),
                     handle: h,
                     decoder: AniDecoder::new(ani.clone()),
                     recording: None,
+                    concealed: Vec::new(),
                     rx_started: None,
                     ani_seen: false,
                 })
@@ -266,18 +284,30 @@ impl ChannelTask {
             LinkEvent::Audio { frame, cor } => {
                 self.machine.handle_cor(now, i, cor);
                 self.apply_actions();
-                self.on_rx_frame(i, &frame, cor);
+                self.on_rx_frame(i, &frame, cor, false);
+            }
+            LinkEvent::Concealed { frame } => {
+                self.on_rx_frame(i, &frame, true, true);
             }
             LinkEvent::Ani(ani) => self.on_ani(i, ani),
             LinkEvent::Ptt(_) => {}
         }
     }
 
-    fn on_rx_frame(&mut self, i: usize, frame: &AudioFrame, cor: bool) {
+    fn on_rx_frame(&mut self, i: usize, frame: &AudioFrame, cor: bool, concealed: bool) {
         let mut ani_text = None;
         if cor {
-            if let (Some((key, _)), Some(rec)) = (&self.links[i].recording, &self.recorder) {
-                rec.frame(*key, frame);
+            let side = &mut self.links[i];
+            if let (Some((key, _)), Some(rec)) = (&side.recording, &self.recorder) {
+                if concealed {
+                    side.concealed.push(*frame);
+                } else {
+                    // Concealment between heard frames is part of the audio.
+                    for f in side.concealed.drain(..) {
+                        rec.frame(*key, &f);
+                    }
+                    rec.frame(*key, frame);
+                }
             }
             let events = self.links[i].decoder.push(&frame.samples);
             for ani in events {
@@ -285,7 +315,7 @@ impl ChannelTask {
                 self.on_ani(i, ani);
             }
             for dest in self.machine.patch_destinations(i).collect::<Vec<_>>() {
-                self.links[dest].handle.transmit(*frame);
+                self.links[dest].send(*frame);
             }
         }
         if self.monitors.receiver_count() > 0 {
@@ -407,7 +437,7 @@ impl ChannelTask {
         match local.queue.pop_front() {
             Some(frame) => {
                 for i in self.machine.keyed_links().collect::<Vec<_>>() {
-                    self.links[i].handle.transmit(frame);
+                    self.links[i].send(frame);
                 }
                 if let (Some(key), Some(rec)) = (local.recording, &self.recorder) {
                     rec.frame(key, &frame);
@@ -482,6 +512,8 @@ impl ChannelTask {
                         self.on_ani(link, ani);
                     }
                     let side = &mut self.links[link];
+                    // Concealment after the last heard frame was never on air.
+                    side.concealed.clear();
                     if let (Some((key, _)), Some(rec)) = (side.recording.take(), &self.recorder) {
                         rec.finish(key);
                     }

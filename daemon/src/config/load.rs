@@ -505,6 +505,15 @@ pub fn load_str(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
         if let Err(msg) = parse_days(&s.days) {
             cx.error_at(span("days"), &key("days"), msg);
         }
+        if let Some(tz) = &s.time_zone {
+            if let Err(e) = jiff::tz::TimeZone::get(tz) {
+                cx.error_at(
+                    span("time_zone"),
+                    &key("time_zone"),
+                    format!("unknown IANA time zone \"{tz}\": {e}"),
+                );
+            }
+        }
         if s.modes.is_empty() {
             cx.error_at(
                 span("modes"),
@@ -632,7 +641,8 @@ pub fn parse_days(days: &Days) -> Result<[bool; 7], String> {
     }
 }
 
-fn is_ident(s: &str) -> bool {
+/// Ids: 1–64 of A-Z a-z 0-9 - _.
+pub fn is_ident(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()

@@ -11,7 +11,7 @@
 mod load;
 pub mod schema;
 
-pub use load::{load_file, load_str, parse_days, parse_hhmm, ConfigError, ConfigErrors};
+pub use load::{is_ident, load_file, load_str, parse_days, parse_hhmm, ConfigError, ConfigErrors};
 pub use schema::*;
 
 #[cfg(test)]

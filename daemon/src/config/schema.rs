@@ -296,6 +296,10 @@ pub struct AlertsConfig {
     pub tone_hz: u32,
     #[serde(default = "default_tone_ms")]
     pub tone_ms: u32,
+    /// Acknowledgements are still taken (and counted as late) this many
+    /// minutes after the deadline; then the alert closes.
+    #[serde(default = "default_late_window_min")]
+    pub late_window_min: u32,
 }
 
 impl Default for AlertsConfig {
@@ -305,6 +309,7 @@ impl Default for AlertsConfig {
             reminder_min: default_reminder_min(),
             tone_hz: default_tone_hz(),
             tone_ms: default_tone_ms(),
+            late_window_min: default_late_window_min(),
         }
     }
 }
@@ -314,6 +319,9 @@ fn default_deadline_min() -> u32 {
 }
 fn default_reminder_min() -> u32 {
     3
+}
+fn default_late_window_min() -> u32 {
+    10
 }
 fn default_tone_hz() -> u32 {
     1000
@@ -557,8 +565,11 @@ pub struct ScheduleConfig {
     /// Roster groups called; empty = every guard.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// Local times `HH:MM` in the daemon's time zone.
+    /// Local times `HH:MM` in `time_zone`.
     pub times: Vec<String>,
+    /// IANA time zone of `times`; default the daemon's `time_zone`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// `daily`, `weekdays`, `weekends`, or a list like `["mon", "wed"]`.
     #[serde(default)]
     pub days: Days,
@@ -567,6 +578,10 @@ pub struct ScheduleConfig {
     /// Announcement clip (WAV or Ogg Opus) for group mode.
     #[serde(default)]
     pub announcement: Option<PathBuf>,
+    /// Individual mode: a WAV clip sent after each guard's selective call
+    /// (e.g. "report your post").
+    #[serde(default)]
+    pub call_clip: Option<PathBuf>,
     #[serde(default)]
     pub reply_window_s: Option<u64>,
     #[serde(default)]
@@ -581,7 +596,9 @@ pub struct ScheduleConfig {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RollcallMode {
     Individual,

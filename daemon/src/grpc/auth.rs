@@ -54,9 +54,12 @@ pub fn required_role(path: &str) -> Option<Access> {
         ("RollCallService", "StartRun") => Operator,
         ("RollCallService", "UpsertSchedule" | "DeleteSchedule") => Admin,
         ("AlertService", "List" | "Get") => Viewer,
-        ("AlertService", "Create" | "Acknowledge" | "Cancel") => Operator,
+        ("AlertService", "Create" | "Acknowledge") => Operator,
         ("RosterService", "List") => Viewer,
-        ("RosterService", _) => Admin,
+        ("RosterService", "UpsertCompany" | "DeleteCompany" | "UpsertGuard" | "DeleteGuard") => {
+            Admin
+        }
+        ("RosterService", "UpsertGroup" | "DeleteGroup") => Admin,
         _ => return None,
     };
     Some(Access::Role(role))
@@ -73,6 +76,7 @@ struct Token {
 pub struct AuthLayer {
     tokens: Arc<Vec<Token>>,
     require: bool,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl AuthLayer {
@@ -92,7 +96,14 @@ impl AuthLayer {
         AuthLayer {
             tokens: Arc::new(tokens),
             require: cfg.require_auth,
+            metrics: None,
         }
+    }
+
+    /// Counts every call by method and status code.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> AuthLayer {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Decides a request from its path and `authorization` header value.
@@ -201,7 +212,9 @@ where
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        match self.layer.check(req.uri().path(), auth) {
+        let path = req.uri().path().to_owned();
+        let metrics = self.layer.metrics.clone();
+        match self.layer.check(&path, auth) {
             Ok(caller) => {
                 if let Some(c) = caller {
                     req.extensions_mut().insert(c);
@@ -209,10 +222,28 @@ where
                 // The ready service handles this call; a clone takes its place.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(async move { inner.call(req).await })
+                Box::pin(async move {
+                    let resp = inner.call(req).await?;
+                    if let Some(m) = metrics {
+                        // Errors answered at once carry grpc-status in the
+                        // headers; streams report theirs later, counted as OK.
+                        let code = resp
+                            .headers()
+                            .get("grpc-status")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<i32>().ok())
+                            .map(tonic::Code::from)
+                            .unwrap_or(tonic::Code::Ok);
+                        m.grpc_request(&path, &format!("{code:?}"));
+                    }
+                    Ok(resp)
+                })
             }
             Err(status) => {
-                tracing::info!(path = %req.uri().path(), code = ?status.code(), "gRPC call refused");
+                tracing::info!(path = %path, code = ?status.code(), "gRPC call refused");
+                if let Some(m) = metrics {
+                    m.grpc_request(&path, &format!("{:?}", status.code()));
+                }
                 Box::pin(async move { Ok(status.into_http()) })
             }
         }

@@ -4,17 +4,22 @@
 //! Only this module (and `rollcallctl`) see prost types; services convert to
 //! and from the daemon's own types at this boundary.
 
+mod alert;
 pub mod audio;
 pub mod auth;
 mod events;
 mod recording;
+mod rollcall;
 mod station;
 
 use std::sync::Arc;
 
+use rollcall_proto::v1::alert_service_server::AlertServiceServer;
 use rollcall_proto::v1::audio_service_server::AudioServiceServer;
 use rollcall_proto::v1::event_service_server::EventServiceServer;
 use rollcall_proto::v1::recording_service_server::RecordingServiceServer;
+use rollcall_proto::v1::roll_call_service_server::RollCallServiceServer;
+use rollcall_proto::v1::roster_service_server::RosterServiceServer;
 use rollcall_proto::v1::station_service_server::StationServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -35,6 +40,10 @@ pub struct ApiContext {
     pub roster: crate::roster::Roster,
     /// Fires at shutdown: streams end, Talk releases PTT.
     pub cancel: CancellationToken,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub alerts: Option<crate::alerts::AlertService>,
+    pub rollcall: Option<crate::rollcall::RollcallService>,
+    pub roster_store: Option<crate::roster::RosterStore>,
 }
 
 /// Serves until `cancel` fires. The listener is bound by the caller so that
@@ -63,15 +72,24 @@ pub async fn serve(
         .max_decoding_message_size(CONTROL_LIMIT);
     let recording = RecordingServiceServer::new(recording::RecordingApi { cx: cx.clone() })
         .max_decoding_message_size(CONTROL_LIMIT);
+    let alert = AlertServiceServer::new(alert::AlertApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
+    let rollcall = RollCallServiceServer::new(rollcall::RollcallApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
+    let roster = RosterServiceServer::new(rollcall::RosterApi { cx: cx.clone() })
+        .max_decoding_message_size(CONTROL_LIMIT);
     tonic::transport::Server::builder()
         .max_concurrent_streams(cx.config.grpc.max_streams_per_client)
-        .layer(auth::AuthLayer::new(&cx.config.grpc))
+        .layer(auth::AuthLayer::new(&cx.config.grpc).with_metrics(cx.metrics.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(station)
         .add_service(events)
         .add_service(audio)
         .add_service(recording)
+        .add_service(alert)
+        .add_service(rollcall)
+        .add_service(roster)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled())
         .await
 }

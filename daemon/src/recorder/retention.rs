@@ -103,3 +103,67 @@ pub async fn enforce(
     }
     Ok(deleted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Indexes `n` recordings of `bytes` each, one a minute apart, oldest
+    /// first; returns their ids.
+    async fn seed(storage: &Storage, dir: &std::path::Path, n: usize, bytes: usize) -> Vec<i64> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let path = dir.join(format!("{i}.opus"));
+            std::fs::write(&path, vec![0u8; bytes]).unwrap();
+            let p = path.to_string_lossy().into_owned();
+            let id = storage
+                .call(move |c| {
+                    c.execute(
+                        "INSERT INTO recordings (channel, link, direction, start_ms, bytes, path, complete)
+                         VALUES ('ch', 'l', 'rx', ?1, ?2, ?3, 1)",
+                        rusqlite::params![1_000_000 + i as i64 * 60_000, bytes as i64, p],
+                    )?;
+                    Ok(c.last_insert_rowid())
+                })
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn tiny_quota_deletes_oldest_first_and_keeps_pinned() {
+        let dir = crate::storage::tests_support::tempdir();
+        let (storage, thread) = crate::storage::open(&dir.join("db")).unwrap();
+        let ids = seed(&storage, &dir, 6, 1000).await;
+        // The oldest is referenced by an open roll call.
+        pin(&storage, ids[0], "run:7").await.unwrap();
+        // 6000 bytes stored, 2500 allowed: three must go, oldest unpinned first.
+        let policy = RetentionPolicy {
+            max_age_days: 0,
+            max_total_bytes: 2500,
+        };
+        let deleted = enforce(&storage, policy, 2_000_000).await.unwrap();
+        assert_eq!(deleted, vec![ids[1], ids[2], ids[3], ids[4]]);
+        assert!(dir.join("0.opus").exists(), "pinned file kept");
+        assert!(!dir.join("1.opus").exists());
+        assert!(dir.join("5.opus").exists());
+        // Under the cap now: nothing more goes.
+        assert!(enforce(&storage, policy, 2_000_000)
+            .await
+            .unwrap()
+            .is_empty());
+        // The run closes: its pin goes, and the age limit takes the old one.
+        unpin_owner(&storage, "run:7").await.unwrap();
+        let by_age = RetentionPolicy {
+            max_age_days: 1,
+            max_total_bytes: 0,
+        };
+        let now = 1_000_000 + 86_400_000 + 30_000; // day-old cut between 0 and 5
+        assert_eq!(enforce(&storage, by_age, now).await.unwrap(), vec![ids[0]]);
+        drop(storage);
+        thread.join().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

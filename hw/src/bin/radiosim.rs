@@ -27,10 +27,19 @@ struct Args {
 }
 
 #[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum ConfigFile {
-    Many { stations: Vec<StationConfig> },
-    One(Box<StationConfig>),
+#[serde(deny_unknown_fields)]
+struct ManyStations {
+    stations: Vec<StationConfig>,
+}
+
+/// Parses either form, with serde's message for the one that was meant.
+fn parse_stations(text: &str) -> Result<Vec<StationConfig>, serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    if value.get("stations").is_some() {
+        Ok(serde_json::from_value::<ManyStations>(value)?.stations)
+    } else {
+        Ok(vec![serde_json::from_value(value)?])
+    }
 }
 
 /// sysexits.h EX_USAGE / EX_CONFIG.
@@ -47,9 +56,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let stations = match serde_json::from_str::<ConfigFile>(&text) {
-        Ok(ConfigFile::Many { stations }) => stations,
-        Ok(ConfigFile::One(s)) => vec![*s],
+    let stations = match parse_stations(&text) {
+        Ok(stations) => stations,
         Err(e) => {
             eprintln!("radiosim: {}: {e}", args.config.display());
             return ExitCode::from(EX_CONFIG);

@@ -36,6 +36,12 @@ pub enum LinkEvent {
     },
     /// 20 ms of received audio and whether the squelch (COR) was open for it.
     Audio { frame: AudioFrame, cor: bool },
+    /// 20 ms the link made up to cover missing audio (packet-loss
+    /// concealment) while the squelch is open. Play it (patch, monitor) to
+    /// keep the audio continuous, but it was never heard on air: a recorder
+    /// keeps it only if real audio follows, since concealment after the
+    /// last packet of a talkspurt is not part of the transmission.
+    Concealed { frame: AudioFrame },
     /// The squelch opened or closed (also sent when no audio flows, e.g. on a
     /// control-only link).
     Cor(bool),

@@ -29,7 +29,6 @@
 
 pub mod receiver;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -51,6 +50,7 @@ pub struct RoipConfig {
     pub bind: SocketAddr,
     /// The gateway's address.
     pub peer: SocketAddr,
+    /// `{ name = "pcmu" }`, `{ name = "pcma" }` or `{ name = "opus", pt = 111 }`.
     pub codec: Codec,
     /// Starting (and smallest) jitter-buffer delay, 20–200 ms.
     #[serde(default = "defaults::jitter_min_ms")]
@@ -107,6 +107,25 @@ impl RoipConfig {
             keepalive_ms: defaults::keepalive_ms(),
             peer_timeout_ms: defaults::peer_timeout_ms(),
             telephone_event_pt: defaults::telephone_event_pt(),
+        }
+    }
+
+    /// The far end's config: `bind` and `peer` swapped, same codec and
+    /// timings. An unspecified bind address (`0.0.0.0`) becomes loopback, so
+    /// the far end has somewhere to send. This is how the daemon derives a
+    /// simulated station's link from its own RoIP link.
+    pub fn mirrored(&self) -> RoipConfig {
+        let mut peer = self.bind;
+        if peer.ip().is_unspecified() {
+            peer.set_ip(match peer {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        RoipConfig {
+            bind: self.peer,
+            peer,
+            ..*self
         }
     }
 
@@ -172,7 +191,9 @@ fn ms(n: u32) -> Duration {
 
 /// Sends DTMF digits as RFC 4733 telephone-events on a RoIP link (what a
 /// RoIP box does when its radio sends PTT-ID). Obtained from
-/// [`RoipDriver::telephone_events`].
+/// [`RoipDriver::telephone_events`]. The events go out at once, keyed or
+/// not, and audio frames offered while they play are dropped (the events
+/// stand for that stretch of audio, RFC 4733 §2.6).
 #[derive(Debug, Clone)]
 pub struct TelephoneEventSender(mpsc::Sender<String>);
 
@@ -247,7 +268,6 @@ impl RoipDriver {
         }
         let mut keyed = false;
         let mut last_sent: Option<Instant> = None;
-        let mut scheduled: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
         let mut buf = vec![0u8; 2048];
         let far_future = started + Duration::from_secs(86_400 * 365);
         loop {
@@ -263,8 +283,8 @@ impl RoipDriver {
             if let Some(t) = rx.poll_timeout() {
                 wake = wake.min(Instant::from_std(t));
             }
-            if let Some((t, _)) = scheduled.front() {
-                wake = wake.min(*t);
+            if let Some(t) = tx.poll_dtmf_timeout() {
+                wake = wake.min(Instant::from_std(t));
             }
             if cfg.keepalive_ms > 0 && !keyed {
                 wake = wake.min(last_sent.unwrap_or(started) + ms(cfg.keepalive_ms));
@@ -306,6 +326,8 @@ impl RoipDriver {
                                 io.emit(LinkEvent::Ptt(on)).await;
                             }
                         }
+                        // While DTMF events are going out they replace the audio.
+                        LinkCommand::Transmit(_) if tx.dtmf_active() => {}
                         LinkCommand::Transmit(frame) if keyed => {
                             let now = Instant::now();
                             let datagram = tx.audio(&frame, now.into_std()).map_err(codec_err)?;
@@ -317,22 +339,18 @@ impl RoipDriver {
                 }
                 digits = self.dtmf_rx.recv() => {
                     if let Some(digits) = digits {
-                        let now = Instant::now();
-                        for (offset, d) in tx.dtmf(&digits, DTMF_TONE, DTMF_PAUSE, now.into_std()) {
-                            scheduled.push_back((now + offset, d));
-                        }
+                        tx.start_dtmf(&digits, DTMF_TONE, DTMF_PAUSE, Instant::now().into_std());
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
-                    while scheduled.front().is_some_and(|(t, _)| *t <= now) {
-                        if let Some((_, d)) = scheduled.pop_front() {
-                            send(&socket, &d, cfg.peer).await;
-                            last_sent = Some(now);
-                        }
+                    while let Some(d) = tx.poll_dtmf(now.into_std()) {
+                        send(&socket, &d, cfg.peer).await;
+                        last_sent = Some(now);
                     }
                     if cfg.keepalive_ms > 0
                         && !keyed
+                        && !tx.dtmf_active()
                         && now >= last_sent.unwrap_or(started) + ms(cfg.keepalive_ms)
                     {
                         send(&socket, &tx.keepalive(now.into_std()), cfg.peer).await;
@@ -400,6 +418,20 @@ mod tests {
         let errors = bad.validate().unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].contains("jitter_min_ms = 10"));
+    }
+
+    #[test]
+    fn mirrored_swaps_ends_and_fills_in_loopback() {
+        let c = RoipConfig::new(
+            "0.0.0.0:4000".parse().unwrap(),
+            "127.0.0.1:5000".parse().unwrap(),
+            Codec::Pcma,
+        );
+        let m = c.mirrored();
+        assert_eq!(m.bind, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(m.peer, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(m.codec, Codec::Pcma);
+        assert_eq!(m.mirrored().peer, m.bind);
     }
 
     #[test]

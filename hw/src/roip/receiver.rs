@@ -4,7 +4,10 @@
 //! and the COR tracker. COR means "a talkspurt is present": it opens with the
 //! first frame played out of a talkspurt (or the first telephone-event) and
 //! closes `cor_hang` after the last real packet was played, which bridges the
-//! short gaps of a lossy link without cutting a sentence in two.
+//! short gaps of a lossy link without cutting a sentence in two. The marker
+//! bit is not relied on: a talkspurt starts with the first packet after the
+//! jitter buffer ran dry, so losing the marked packet cannot lose the
+//! talkspurt (senders that mark every talkspurt start agree with this).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -149,22 +152,26 @@ impl RoipReceiver {
     /// Plays out due frames, closes COR and DTMF bursts that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(playout) = self.jitter.pop(now) {
-            let frame = match playout {
+            let (frame, concealed) = match playout {
                 Playout::Frame { item, .. } => match self.decoder.decode(&item) {
                     Ok(frame) => {
                         self.mark_activity(now);
-                        frame
+                        (frame, false)
                     }
                     Err(_) => {
                         self.decode_errors += 1;
-                        self.decoder.conceal()
+                        (self.decoder.conceal(), true)
                     }
                 },
-                Playout::Lost => self.decoder.conceal(),
+                Playout::Lost => (self.decoder.conceal(), true),
             };
-            self.events.push_back(LinkEvent::Audio {
-                frame,
-                cor: self.cor,
+            self.events.push_back(if concealed && self.cor {
+                LinkEvent::Concealed { frame }
+            } else {
+                LinkEvent::Audio {
+                    frame,
+                    cor: self.cor,
+                }
             });
         }
         if let Some(ani) = self.dtmf.handle_timeout(now) {
@@ -289,8 +296,14 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            // 25 frames per talkspurt plus 3 concealed at each tail.
-            assert_eq!(audio.len(), 56, "{codec:?}");
+            // 25 heard frames per talkspurt; the 3 concealed at each tail are
+            // marked as such.
+            assert_eq!(audio.len(), 50, "{codec:?}");
+            let concealed = events
+                .iter()
+                .filter(|(_, e)| matches!(e, LinkEvent::Concealed { .. }))
+                .count();
+            assert_eq!(concealed, 6, "{codec:?}");
             assert!(audio[20].level_dbfs() > -20.0, "{codec:?}");
             assert_eq!(rx.jitter_stats().lost, 0);
         }
@@ -341,5 +354,31 @@ mod tests {
             rx.handle_datagram(&[1, 2, 3], t0),
             Err(DatagramError::Rtp(RtpError::TooShort(3)))
         ));
+    }
+
+    #[test]
+    fn random_datagrams_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let t0 = Instant::now();
+        for codec in [Codec::Pcmu, Codec::Pcma, Codec::Opus { pt: 111 }] {
+            let mut rx = receiver(codec);
+            let mut now = t0;
+            for _ in 0..5000 {
+                let len = rng.random_range(0..200);
+                let mut d: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                if d.len() >= 12 && rng.random_bool(0.7) {
+                    // Mostly valid headers, so the deeper layers get exercised.
+                    d[0] = 0x80;
+                    d[1] = [0u8, 8, 111, 101, 13][rng.random_range(0..5)] | (d[1] & 0x80);
+                }
+                now += Duration::from_millis(rng.random_range(0..40));
+                let _ = rx.handle_datagram(&d, now);
+                if rx.poll_timeout().is_some_and(|t| t <= now) {
+                    rx.handle_timeout(now);
+                }
+                while rx.poll_event().is_some() {}
+            }
+        }
     }
 }

@@ -12,9 +12,10 @@
 //! - **SSRC change or a large sequence jump**: the stream is restarted;
 //! - **adaptation**: the playout delay is re-chosen at each talkspurt start
 //!   from the RFC 3550 interarrival jitter (delay ≈ 3 × jitter + one frame),
-//!   clamped to `[min, max]`; a late packet bumps it up by one frame at once
-//!   for the next talkspurt. The delay only changes at talkspurt starts, where
-//!   a shift is inaudible.
+//!   clamped to `[min, max]`, shrinking by at most a frame per talkspurt. A
+//!   late packet grows it by one frame at once: playout is stretched by one
+//!   concealed frame, so a stream that never pauses adapts too. Shrinking
+//!   only happens at talkspurt starts, where a shift is inaudible.
 //!
 //! A talkspurt ends when the buffer runs dry for longer than
 //! `max_conceal` frames; the next packet (marker bit or not) re-anchors the
@@ -94,6 +95,8 @@ pub struct JitterBuffer<T> {
     next_playout: Option<Instant>,
     talkspurt_start: bool,
     dry_frames: u32,
+    /// Frames of extra delay still to insert (after late packets).
+    stretch: u32,
     delay: Duration,
     /// RFC 3550 interarrival jitter, in seconds.
     jitter: f64,
@@ -118,6 +121,7 @@ impl<T> JitterBuffer<T> {
             next_playout: None,
             talkspurt_start: false,
             dry_frames: 0,
+            stretch: 0,
             delay: cfg.min_delay,
             jitter: 0.0,
             last_transit: None,
@@ -173,7 +177,12 @@ impl<T> JitterBuffer<T> {
             if ext < next {
                 if self.next_playout.is_some() {
                     self.stats.late += 1;
-                    self.delay = (self.delay + FRAME).min(self.cfg.max_delay);
+                    // Grow at once by stretching playout one frame, so a
+                    // stream that never pauses adapts too.
+                    if self.delay + FRAME <= self.cfg.max_delay {
+                        self.delay += FRAME;
+                        self.stretch += 1;
+                    }
                     return;
                 }
                 // Idle: a packet older than what we played is a stale retransmission.
@@ -196,6 +205,7 @@ impl<T> JitterBuffer<T> {
             self.next_seq = Some(ext);
             self.talkspurt_start = true;
             self.dry_frames = 0;
+            self.stretch = 0;
         }
     }
 
@@ -245,6 +255,7 @@ impl<T> JitterBuffer<T> {
         self.next_seq = None;
         self.next_playout = None;
         self.last_transit = None;
+        self.stretch = 0;
     }
 
     /// When [`pop`](Self::pop) next has a slot to hand out.
@@ -259,6 +270,12 @@ impl<T> JitterBuffer<T> {
             let due = self.next_playout?;
             if now < due {
                 return None;
+            }
+            if self.stretch > 0 {
+                // One extra concealed frame: the buffer gains 20 ms of depth.
+                self.stretch -= 1;
+                self.next_playout = Some(due + FRAME);
+                return Some(Playout::Lost);
             }
             let seq = self.next_seq?;
             self.next_seq = Some(seq + 1);
@@ -398,6 +415,35 @@ mod tests {
         assert_eq!(out, vec![Some(0), None, Some(2)]);
         jb.push(7, 1, 160, 1, t0 + Duration::from_millis(90));
         assert_eq!(jb.stats().late, 1);
+        assert_eq!(jb.target_delay(), Duration::from_millis(60));
+        // The stream goes on: one stretch frame, then 3 and 4 in order.
+        jb.push(7, 3, 480, 3, t0 + Duration::from_millis(95));
+        jb.push(7, 4, 640, 4, t0 + Duration::from_millis(110));
+        let out = drain(
+            &mut jb,
+            t0 + Duration::from_millis(100),
+            t0 + Duration::from_millis(140),
+        );
+        assert_eq!(out, vec![None, Some(3), Some(4)]);
+        assert_eq!(jb.stats().lost, 1, "the stretch frame is not a loss");
+    }
+
+    #[test]
+    fn delay_growth_stops_at_the_cap() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig {
+            max_delay: Duration::from_millis(60),
+            ..cfg()
+        });
+        for seq in 0..10u16 {
+            jb.push(7, seq, seq as u32 * 160, seq, t0);
+        }
+        let out = drain(&mut jb, t0, t0 + Duration::from_millis(60));
+        assert_eq!(out, vec![Some(0), Some(1)]);
+        for _ in 0..5 {
+            jb.push(7, 0, 0, 0, t0 + Duration::from_millis(70));
+        }
+        assert_eq!(jb.stats().late, 5);
         assert_eq!(jb.target_delay(), Duration::from_millis(60));
     }
 

@@ -17,9 +17,13 @@ pub enum EncodeError {
     Empty,
 }
 
-/// Samples for `ms` milliseconds at the internal rate.
+/// Longest tone, gap or silence an encoder makes; longer requests are cut
+/// to this (a stuck 49-day tone is never what the caller meant).
+pub const MAX_MS: u32 = 60_000;
+
+/// Samples for `ms` milliseconds (at most [`MAX_MS`]) at the internal rate.
 pub fn samples_for_ms(ms: u32) -> usize {
-    (u64::from(ms) * u64::from(SAMPLE_RATE) / 1000) as usize
+    (u64::from(ms.min(MAX_MS)) * u64::from(SAMPLE_RATE) / 1000) as usize
 }
 
 const RAMP_SAMPLES: usize = 16;
@@ -215,5 +219,6 @@ mod tests {
         let d = dtmf("5", 100, 0, 1.0);
         assert!(d.iter().all(|s| s.unsigned_abs() <= 32767));
         assert!(tone(1000.0, 10, f32::NAN).iter().all(|&s| s == 0));
+        assert_eq!(silence(u32::MAX).len(), samples_for_ms(MAX_MS));
     }
 }

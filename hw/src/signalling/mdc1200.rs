@@ -6,8 +6,8 @@
 //! A burst is 7 × 0x55 preamble, the sync word 07 09 2A 44 6F and one 14-byte
 //! coded block. The block carries 7 data bytes — opcode, argument, unit id
 //! (high, low), CRC (low, high), 0 — followed by 7 parity bytes of a rate-½
-//! systematic convolutional code (K = 7, parity bit = d[n] ⊕ d[n−2] ⊕ d[n−5]
-//! ⊕ d[n−6], data bits LSB first). The 112 coded bits are interleaved 16 × 7:
+//! systematic convolutional code (K = 7, parity bit `d[n] ^ d[n-2] ^ d[n-5]
+//! ^ d[n-6]`, data bits LSB first). The 112 coded bits are interleaved 16 × 7:
 //! coded bit `n` goes out at position `(n mod 7) · 16 + n / 7`. The CRC is
 //! CRC-16/CCITT in its reflected form (polynomial 0x8408, initial value 0,
 //! output inverted) over the first four bytes. A burst takes 26 bytes =
@@ -15,13 +15,19 @@
 //!
 //! # Decoder
 //! The audio is mixed down from 1500 Hz to complex baseband, low-pass
-//! filtered, and an FM discriminator gives the phase step per sample:
-//! +π/2 per bit for 1800 Hz, −π/2 for 1200 Hz. Eight slicers, each on its own
-//! bit-clock phase, integrate that over bit periods, so one of them is always
-//! within 1/16 bit of the right timing without a clock-recovery loop. The
-//! tone bits are exactly the transitions of the data bits, so the sync is
-//! matched on transitions (polarity-free, up to 3 bit errors). After a sync
-//! the next 112 bits are de-interleaved, corrected by majority-logic decoding
+//! filtered; over one bit its phase turns +π/2 for 1800 Hz and −π/2 for
+//! 1200 Hz. Eight slicers, each on its own bit-clock phase (boundaries
+//! interpolated between samples), sample it once per bit, so one of them is
+//! always within 1/16 bit of the right timing without a clock-recovery loop.
+//! The sign of `Im(z(now) · conj(z(one bit ago)))` is the tone bit, i.e. the
+//! transition of the data bits: the sync is searched on those (polarity-free,
+//! up to 3 bit errors). The block is then detected coherently: with the
+//! quarter turn per bit undone, what remains is the carrier phase times ±1,
+//! the sign being the data bit itself (that is what precoding buys). The 41
+//! known bits before the block give the phase reference, a decision-directed
+//! tracker follows it, and a bit error stays one bit error instead of
+//! inverting the rest of the block as differential decoding would. The 112
+//! bits are then de-interleaved, corrected by majority-logic decoding
 //! of the self-orthogonal convolutional code (up to two errors per
 //! constraint span) and accepted only when the CRC matches. Several slicers
 //! report the same burst; duplicates within one burst length are dropped.
@@ -263,16 +269,70 @@ pub fn modulate(bits: &[u8], amplitude: f32, start_phase: f64) -> Vec<i16> {
     out
 }
 
+/// Known bits before the block: the preamble's last bit and the sync word.
+const FRAMED_BITS: usize = 41;
+/// Step of the decision-directed phase tracker (per bit).
+const TRACK_GAIN: f32 = 0.08;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Cx {
+    re: f32,
+    im: f32,
+}
+
+impl Cx {
+    fn scale(self, k: f32) -> Cx {
+        Cx {
+            re: self.re * k,
+            im: self.im * k,
+        }
+    }
+    fn add(self, o: Cx) -> Cx {
+        Cx {
+            re: self.re + o.re,
+            im: self.im + o.im,
+        }
+    }
+    /// Re(self · conj(o)) and Im(self · conj(o)).
+    fn dot(self, o: Cx) -> f32 {
+        self.re * o.re + self.im * o.im
+    }
+    fn cross(self, o: Cx) -> f32 {
+        self.im * o.re - self.re * o.im
+    }
+    /// Multiplies by j^k.
+    fn rotate_quarter(self, k: u8) -> Cx {
+        match k & 3 {
+            0 => self,
+            1 => Cx {
+                re: -self.im,
+                im: self.re,
+            },
+            2 => Cx {
+                re: -self.re,
+                im: -self.im,
+            },
+            _ => Cx {
+                re: self.im,
+                im: -self.re,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Slicer {
-    /// Fractional sample position of the next bit boundary.
-    next_boundary: f64,
-    acc: f32,
+    /// Baseband value at this slicer's previous bit boundary.
+    last: Cx,
+    /// Bits counted mod 4, to undo MSK's quarter turn per bit.
+    quarter: u8,
     /// Last 64 tone bits (1 = 1800 Hz = transition).
     history: u64,
-    /// Bits still to collect for a block after a sync, and the data-bit
-    /// level they start from.
-    collecting: Option<(usize, u8)>,
+    /// De-rotated baseband values of the last `FRAMED_BITS` boundaries.
+    recent: [Cx; FRAMED_BITS],
+    recent_pos: usize,
+    /// After a sync: bits collected so far and the carrier phase reference.
+    collecting: Option<(usize, Cx)>,
     block: [u8; BLOCK_BITS],
     sync_end: u64,
 }
@@ -280,15 +340,22 @@ struct Slicer {
 /// Streaming MDC1200 decoder (sans-IO).
 #[derive(Debug, Clone)]
 pub struct MdcDecoder {
-    lowpass: Vec<f32>,
-    ring_i: Vec<f32>,
-    ring_q: Vec<f32>,
+    lowpass: [f32; LOWPASS_TAPS],
+    /// Mixed-down samples, each written twice so the filter reads one
+    /// contiguous window.
+    ring_i: [f32; 2 * LOWPASS_TAPS],
+    ring_q: [f32; 2 * LOWPASS_TAPS],
     ring_pos: usize,
-    prev_i: f32,
-    prev_q: f32,
+    /// Filtered baseband at the previous sample, for interpolation.
+    prev: Cx,
     sample: u64,
+    /// Index of the next slicer boundary: boundary `m` falls at sample time
+    /// 5m/6 (interpolated) and belongs to slicer `m mod 8` (8 slicers ×
+    /// 1200 baud = one boundary every 5/6 sample at 8 kHz).
+    next_boundary: u64,
     slicers: Vec<Slicer>,
     sync_transitions: u64,
+    framed: u64,
     last_emitted: Option<(MdcPacket, u64)>,
 }
 
@@ -306,31 +373,31 @@ impl MdcDecoder {
         // deviation and its sidebands, stops the 3000 Hz mixing image.
         let fc = 1000.0 / f64::from(SAMPLE_RATE);
         let mid = (LOWPASS_TAPS / 2) as f64;
-        let mut lowpass: Vec<f32> = (0..LOWPASS_TAPS)
-            .map(|i| {
-                let x = i as f64 - mid;
-                let sinc = if x == 0.0 {
-                    2.0 * fc
-                } else {
-                    (2.0 * std::f64::consts::PI * fc * x).sin() / (std::f64::consts::PI * x)
-                };
-                let w = 0.54
-                    - 0.46
-                        * (2.0 * std::f64::consts::PI * i as f64 / (LOWPASS_TAPS - 1) as f64).cos();
-                (sinc * w) as f32
-            })
-            .collect();
+        let mut lowpass = [0.0f32; LOWPASS_TAPS];
+        for (i, tap) in lowpass.iter_mut().enumerate() {
+            let x = i as f64 - mid;
+            let sinc = if x == 0.0 {
+                2.0 * fc
+            } else {
+                (2.0 * std::f64::consts::PI * fc * x).sin() / (std::f64::consts::PI * x)
+            };
+            let w = 0.54
+                - 0.46 * (2.0 * std::f64::consts::PI * i as f64 / (LOWPASS_TAPS - 1) as f64).cos();
+            *tap = (sinc * w) as f32;
+        }
         let sum: f32 = lowpass.iter().sum();
         lowpass.iter_mut().for_each(|t| *t /= sum);
-        // Tone bits of the preamble's last bit followed by the sync word.
+        // The preamble's last bit followed by the sync word, and its tone
+        // bits (transitions).
         let framed = SYNC_BITS | (u64::from(PREAMBLE[6] & 1) << 40);
         let sync_transitions = (framed ^ (framed >> 1)) & ((1u64 << 40) - 1);
-        let bit_len = f64::from(SAMPLE_RATE) / f64::from(BAUD);
         let slicers = (0..SLICERS)
-            .map(|k| Slicer {
-                next_boundary: bit_len * (k as f64 + 1.0) / SLICERS as f64,
-                acc: 0.0,
+            .map(|_| Slicer {
+                last: Cx::default(),
+                quarter: 0,
                 history: 0,
+                recent: [Cx::default(); FRAMED_BITS],
+                recent_pos: 0,
                 collecting: None,
                 block: [0; BLOCK_BITS],
                 sync_end: 0,
@@ -338,14 +405,15 @@ impl MdcDecoder {
             .collect();
         MdcDecoder {
             lowpass,
-            ring_i: vec![0.0; LOWPASS_TAPS],
-            ring_q: vec![0.0; LOWPASS_TAPS],
+            ring_i: [0.0; 2 * LOWPASS_TAPS],
+            ring_q: [0.0; 2 * LOWPASS_TAPS],
             ring_pos: 0,
-            prev_i: 0.0,
-            prev_q: 0.0,
+            prev: Cx::default(),
             sample: 0,
+            next_boundary: 1,
             slicers,
             sync_transitions,
+            framed,
             last_emitted: None,
         }
     }
@@ -355,44 +423,40 @@ impl MdcDecoder {
         // exp(-j 2π 1500 n / 8000) repeats every 16 samples.
         const MIX_COS: [f32; 16] = mix_table(false);
         const MIX_SIN: [f32; 16] = mix_table(true);
-        let bit_len = f64::from(SAMPLE_RATE) / f64::from(BAUD);
         let mut out = Vec::new();
         for &x in samples {
             let phase = (self.sample % 16) as usize;
             let x = f32::from(x);
-            self.ring_i[self.ring_pos] = x * MIX_COS[phase];
-            self.ring_q[self.ring_pos] = -x * MIX_SIN[phase];
+            let (mi, mq) = (x * MIX_COS[phase], -x * MIX_SIN[phase]);
+            self.ring_i[self.ring_pos] = mi;
+            self.ring_i[self.ring_pos + LOWPASS_TAPS] = mi;
+            self.ring_q[self.ring_pos] = mq;
+            self.ring_q[self.ring_pos + LOWPASS_TAPS] = mq;
             self.ring_pos = (self.ring_pos + 1) % LOWPASS_TAPS;
+            let window = self.ring_pos..self.ring_pos + LOWPASS_TAPS;
             let (mut i, mut q) = (0.0f32, 0.0f32);
-            for (k, &h) in self.lowpass.iter().enumerate() {
-                let idx = (self.ring_pos + k) % LOWPASS_TAPS;
-                i += h * self.ring_i[idx];
-                q += h * self.ring_q[idx];
+            for ((&h, &wi), &wq) in self
+                .lowpass
+                .iter()
+                .zip(&self.ring_i[window.clone()])
+                .zip(&self.ring_q[window])
+            {
+                i += h * wi;
+                q += h * wq;
             }
-            // Phase step since the previous sample (FM discriminator).
-            let cross = self.prev_i * q - self.prev_q * i;
-            let dot = self.prev_i * i + self.prev_q * q;
-            let step = if dot == 0.0 && cross == 0.0 {
-                0.0
-            } else {
-                cross.atan2(dot)
-            };
-            self.prev_i = i;
-            self.prev_q = q;
+            let now = Cx { re: i, im: q };
             self.sample += 1;
-            let now = self.sample as f64;
-            for s in 0..self.slicers.len() {
-                let slicer = &mut self.slicers[s];
-                slicer.acc += step;
-                if now >= slicer.next_boundary {
-                    slicer.next_boundary += bit_len;
-                    let tone_bit = u8::from(slicer.acc > 0.0);
-                    slicer.acc = 0.0;
-                    if let Some(found) = self.on_bit(s, tone_bit) {
-                        out.push(found);
-                    }
+            // Boundary time 5m/6 lies in (sample − 1, sample]: interpolate.
+            while 6 * self.sample >= 5 * self.next_boundary {
+                let into = (5 * self.next_boundary + 6 - 6 * self.sample) as f32 / 6.0;
+                let z = self.prev.add(now.add(self.prev.scale(-1.0)).scale(into));
+                let s = (self.next_boundary % SLICERS as u64) as usize;
+                self.next_boundary += 1;
+                if let Some(found) = self.on_boundary(s, z) {
+                    out.push(found);
                 }
             }
+            self.prev = now;
         }
         out
     }
@@ -408,15 +472,29 @@ impl MdcDecoder {
         found
     }
 
-    fn on_bit(&mut self, s: usize, tone_bit: u8) -> Option<(MdcPacket, u64, u64)> {
+    fn on_boundary(&mut self, s: usize, z: Cx) -> Option<(MdcPacket, u64, u64)> {
         let sample = self.sample;
         let slicer = &mut self.slicers[s];
+        // Over one bit the phase turns +π/2 for 1800 Hz, −π/2 for 1200 Hz.
+        let tone_bit = u8::from(z.cross(slicer.last) > 0.0);
+        slicer.last = z;
         slicer.history = (slicer.history << 1) | u64::from(tone_bit);
-        if let Some((filled, level)) = slicer.collecting {
-            let bit = level ^ tone_bit;
+        // Undo the quarter turn per bit: what is left is ±(carrier phase),
+        // the sign being the data bit itself (precoded MSK).
+        slicer.quarter = slicer.quarter.wrapping_add(1);
+        let w = z.rotate_quarter(slicer.quarter);
+        slicer.recent[slicer.recent_pos] = w;
+        slicer.recent_pos = (slicer.recent_pos + 1) % FRAMED_BITS;
+
+        if let Some((filled, reference)) = slicer.collecting {
+            let bit = u8::from(w.dot(reference) < 0.0);
             slicer.block[filled] = bit;
+            let sign = if bit == 1 { -1.0 } else { 1.0 };
+            let reference = reference
+                .scale(1.0 - TRACK_GAIN)
+                .add(w.scale(sign * TRACK_GAIN));
             if filled + 1 < BLOCK_BITS {
-                slicer.collecting = Some((filled + 1, bit));
+                slicer.collecting = Some((filled + 1, reference));
                 return None;
             }
             slicer.collecting = None;
@@ -444,8 +522,16 @@ impl MdcDecoder {
         }
         let diff = (slicer.history ^ self.sync_transitions) & ((1u64 << 40) - 1);
         if diff.count_ones() <= MAX_SYNC_ERRORS {
-            // The sync word ends in a 1 bit.
-            slicer.collecting = Some((0, 1));
+            // Carrier phase reference from the 41 known bits (their signs
+            // removed); it also fixes the bit polarity.
+            let mut reference = Cx::default();
+            for age in 0..FRAMED_BITS {
+                let idx = (slicer.recent_pos + FRAMED_BITS - 1 - age) % FRAMED_BITS;
+                let bit = (self.framed >> age) & 1;
+                let sign = if bit == 1 { -1.0 } else { 1.0 };
+                reference = reference.add(slicer.recent[idx].scale(sign));
+            }
+            slicer.collecting = Some((0, reference.scale(1.0 / FRAMED_BITS as f32)));
             slicer.sync_end = sample;
         }
         None

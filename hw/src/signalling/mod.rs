@@ -12,7 +12,8 @@
 //! - [`encode`]: DTMF, selcall and plain tone generators.
 //! - [`impair`]: noise and FM-channel models for tests and benches.
 //!
-//! No decoder panics on any input; each keeps a few kilobytes of state.
+//! No decoder panics on any input; each keeps at most a few tens of kilobytes
+//! of state (mostly correlator tables), bounded whatever the input.
 
 pub mod dtmf;
 pub mod encode;
@@ -33,11 +34,15 @@ use selcall::SelcallDecoder;
 /// A pause this long after a DTMF digit closes the PTT-ID burst.
 pub const DTMF_BURST_GAP_MS: u32 = 300;
 
+/// A burst this long is reported even without a pause (radios send up to 8
+/// digits; this only bounds memory on an endless DTMF stream).
+pub const MAX_DTMF_BURST_DIGITS: usize = 32;
+
 /// Confidence reported for DTMF bursts: checked tones, but no CRC.
 const DTMF_CONFIDENCE: f32 = 0.9;
 
 /// Which decoders run on a channel.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AniDecoderConfig {
     pub dtmf: bool,
     /// The channel's selcall standard, if it uses selcall.
@@ -149,6 +154,13 @@ impl AniDecoder {
             {
                 self.emit_burst(events);
             }
+            if self
+                .burst
+                .as_ref()
+                .is_some_and(|b| b.digits.len() >= MAX_DTMF_BURST_DIGITS)
+            {
+                self.emit_burst(events);
+            }
             match &mut self.burst {
                 Some(b) => {
                     b.digits.push(d.digit);
@@ -196,6 +208,25 @@ fn selcall_event(s: selcall::SelcallSequence) -> AniEvent {
         end_sample: s.end_sample,
         confidence: s.confidence,
     }
+}
+
+/// Decodes a recording file as `rollcallctl decode` does: a WAV file at any
+/// rate, or headerless signed 16-bit little-endian mono when `raw_rate` is
+/// given; resampled to 8 kHz, then [`decode_all`].
+pub fn decode_recording(
+    bytes: &[u8],
+    raw_rate: Option<u32>,
+    config: &AniDecoderConfig,
+) -> Result<Vec<AniEvent>, crate::wav::WavError> {
+    let (samples, rate) = match raw_rate {
+        Some(rate) => {
+            crate::wav::check_rate(rate)?;
+            (crate::wav::read_raw_s16le(bytes), rate)
+        }
+        None => crate::wav::read_wav(bytes)?,
+    };
+    let internal = crate::wav::resample_to_internal(&samples, rate);
+    Ok(decode_all(&internal, config))
 }
 
 /// Runs an [`AniDecoder`] over a whole recording at 8 kHz, in 20 ms frames as

@@ -1,9 +1,9 @@
 //! Streaming 5-tone selcall decoder for one configured standard.
 //!
-//! Sixteen correlators ([`ToneBank`]) analyse blocks sized to the standard's
+//! Sixteen correlators (a `ToneBank`) analyse blocks sized to the standard's
 //! tone length (20 ms blocks for CCIR's 100 ms tones down to 10 ms for EIA's
 //! 33 ms), every half block. A block votes for a tone when that tone carries
-//! at least half the block's energy, is 3 dB above every other tone and its
+//! at least 30 % of the block's energy, is 3 dB above every other tone and its
 //! measured frequency is within 2.5 % of nominal (and within a third of the
 //! way to the nearest other tone of the table). Votes for one tone, allowing
 //! short drop-outs, make a tone once there are at least half as many as a
@@ -11,12 +11,21 @@
 //! spoils the sequence (that is a carrier or an alert tone, not selcall).
 //! Tones follow each other without gaps; a silence of 1.5 tone lengths ends
 //! the sequence, which is reported when it has at least `min_tones` tones,
-//! with repeat tones ('E') resolved to the digit they repeat.
+//! lasts 0.7–1.5 times as long as that many tones should, and uses the
+//! repeat tone ('E') properly; repeat tones are resolved to the digit they
+//! repeat.
 
 use super::dtmf::best_two;
 use super::selcall_tables::{SelcallStandard, REPEAT_INDEX, SYMBOLS};
 use super::tonebank::{BlockAnalysis, ToneBank};
 use crate::audio::SAMPLE_RATE;
+
+/// Share of a block's energy the tone must carry: low enough to work at
+/// 0 dB SNR (where it is about half), high enough that speech rarely passes.
+const MIN_TONE_SHARE: f32 = 0.3;
+
+/// Longest sequence reported; anything longer is not a selcall.
+pub const MAX_TONES: usize = 16;
 
 /// One decoded selcall sequence.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,7 +155,7 @@ impl SelcallDecoder {
 
     fn vote(&self, b: &BlockAnalysis) -> Option<usize> {
         let (best, p, second) = best_two(&b.power);
-        if p < self.min_power || p < 2.0 * second || p < 0.5 * b.energy {
+        if p < self.min_power || p < 2.0 * second || p < MIN_TONE_SHARE * b.energy {
             return None;
         }
         let offset = self.bank.offset_hz(b.phase_step[best]);
@@ -215,8 +224,13 @@ impl SelcallDecoder {
                 p.spoiled |= long;
             }
             Some(p) => {
-                p.symbols.push(run.tone);
-                p.confidences.push(confidence);
+                // A warble or data stream is not a selcall: stop collecting.
+                if p.symbols.len() >= MAX_TONES {
+                    p.spoiled = true;
+                } else {
+                    p.symbols.push(run.tone);
+                    p.confidences.push(confidence);
+                }
                 p.end = end;
                 p.spoiled |= long;
             }
@@ -234,6 +248,18 @@ impl SelcallDecoder {
 
     fn emit(&self, p: Pending, out: &mut Vec<SelcallSequence>) {
         if p.spoiled || p.symbols.len() < self.min_tones {
+            return;
+        }
+        // The repeat tone repeats the digit before it: it cannot come first
+        // or twice in a row.
+        let repeat_misplaced = p.symbols.first() == Some(&REPEAT_INDEX)
+            || p.symbols
+                .windows(2)
+                .any(|w| w[0] == REPEAT_INDEX && w[1] == REPEAT_INDEX);
+        // Tones follow back to back: the whole sequence lasts about n tones.
+        let nominal = self.tone_len * p.symbols.len() as u64;
+        let length = p.end - p.start;
+        if repeat_misplaced || length * 10 < nominal * 7 || length * 2 > nominal * 3 {
             return;
         }
         let symbols: String = p.symbols.iter().map(|&i| SYMBOLS[i]).collect();

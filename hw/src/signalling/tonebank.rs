@@ -74,7 +74,12 @@ pub(crate) struct ToneBank {
     pos: usize,
     prev: Option<(Vec<Cplx>, f32)>,
     samples_seen: u64,
+    dc_last_in: f32,
+    dc_last_out: f32,
+    scratch: Vec<f32>,
 }
+
+const DC_POLE: f32 = 0.995;
 
 impl ToneBank {
     pub fn new(freqs: &[f32], half: usize) -> ToneBank {
@@ -105,6 +110,9 @@ impl ToneBank {
             pos: 0,
             prev: None,
             samples_seen: 0,
+            dc_last_in: 0.0,
+            dc_last_out: 0.0,
+            scratch: Vec::with_capacity(half),
         }
     }
 
@@ -138,8 +146,19 @@ impl ToneBank {
         let mut rest = samples;
         while !rest.is_empty() {
             let take = (self.half - self.pos).min(rest.len());
-            let (chunk, tail) = rest.split_at(take);
+            let (raw, tail) = rest.split_at(take);
             rest = tail;
+            // DC blocker (one pole at ~6 Hz): an offset from a sound card
+            // would otherwise count as energy that no tone carries.
+            self.scratch.clear();
+            for &x in raw {
+                let x = f32::from(x);
+                let y = x - self.dc_last_in + DC_POLE * self.dc_last_out;
+                self.dc_last_in = x;
+                self.dc_last_out = y;
+                self.scratch.push(y);
+            }
+            let chunk = &self.scratch[..];
             for (t, acc) in self.acc.iter_mut().enumerate() {
                 let base = t * self.half + self.pos;
                 let cos = &self.cos[base..base + take];
@@ -148,7 +167,6 @@ impl ToneBank {
                 // bit-identical however the stream is chunked.
                 let (mut re, mut im) = (acc.re, acc.im);
                 for ((&x, &c), &s) in chunk.iter().zip(cos).zip(sin) {
-                    let x = f32::from(x);
                     re += x * c;
                     im -= x * s;
                 }
@@ -156,7 +174,7 @@ impl ToneBank {
                 acc.im = im;
             }
             for &x in chunk {
-                self.acc_energy += f32::from(x) * f32::from(x);
+                self.acc_energy += x * x;
             }
             self.pos += take;
             self.samples_seen += take as u64;

@@ -41,10 +41,16 @@
 //! make an on-time guard sometimes silent or late, drawn from the seed.
 //!
 //! # In the daemon
-//! A `kind = "sim"` link is a [`Station::spawn`] with the station's `roip`
-//! section pointing at the daemon's own RoIP link (`peer` = the daemon's
-//! `bind`, and the other way round), plus a normal `kind = "roip"` link on
-//! the daemon side. The station stops when its cancel token fires.
+//! A `kind = "sim"` link is two things started side by side: the daemon's
+//! usual [`RoipDriver`] with the link's [`RoipConfig`], and
+//! [`Station::spawn`] with a [`StationConfig`] whose `roip` is
+//! [`RoipConfig::mirrored`] of it (bind and peer swapped). The guards,
+//! seed, background traffic and log come from the link's `sim` table, which
+//! has the fields of [`StationConfig`] except `roip` (the daemon inserts the
+//! mirror before deserialising, or builds the struct itself). Pass a child of
+//! the daemon's cancel token; [`StationHandle::join`] waits for the station
+//! to stop.
+//! [`StationHandle::subscribe`] yields the ground truth in-process.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -542,7 +548,7 @@ impl Sim {
                 }
             }
             LinkEvent::Cor(false) => self.end_of_gateway_transmission(),
-            LinkEvent::Audio { frame, cor: true } => {
+            LinkEvent::Audio { frame, cor: true } | LinkEvent::Concealed { frame } => {
                 let anis = self.decoder.push(&frame.samples);
                 if let Some(heard) = self.heard.as_mut() {
                     heard.frames += 1;
@@ -831,5 +837,100 @@ mod tests {
         ] {
             assert!(message.contains(part), "{part} missing in {message}");
         }
+    }
+
+    fn sim_with(
+        seed: u64,
+        edit: impl FnOnce(&mut StationConfig),
+    ) -> (Sim, broadcast::Receiver<SimRecord>) {
+        let mut cfg = StationConfig::from_json(EXAMPLE).unwrap();
+        cfg.seed = seed;
+        edit(&mut cfg);
+        let (tx, rx) = broadcast::channel(1024);
+        (Sim::new(cfg, None, tx), rx)
+    }
+
+    fn drain(rx: &mut broadcast::Receiver<SimRecord>) -> Vec<(String, Option<String>)> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|r| (r.event, r.guard))
+            .collect()
+    }
+
+    /// Feeds the sim a gateway transmission of `samples` as received frames.
+    fn hear(sim: &mut Sim, samples: &[i16]) {
+        sim.on_link_event(LinkEvent::Cor(true));
+        for chunk in samples.chunks(FRAME_SAMPLES) {
+            sim.on_link_event(LinkEvent::Audio {
+                frame: AudioFrame::from_slice(chunk),
+                cor: true,
+            });
+        }
+        sim.on_link_event(LinkEvent::Cor(false));
+    }
+
+    #[tokio::test]
+    async fn same_seed_same_choices() {
+        let make_chancy = |c: &mut StationConfig| {
+            for g in c.guards.iter_mut() {
+                g.behaviour = Behaviour::OnTime;
+                g.miss_chance = 0.4;
+                g.late_chance = 0.4;
+            }
+        };
+        let run = |seed| {
+            let (mut sim, mut rx) = sim_with(seed, make_chancy);
+            let now = Instant::now();
+            for _ in 0..5 {
+                for g in 0..sim.cfg.guards.len() {
+                    sim.called(g, Call::RollCall, now);
+                }
+            }
+            let late: Vec<bool> = sim.planned.iter().map(|p| p.late).collect();
+            (drain(&mut rx), late)
+        };
+        let a = run(9);
+        assert_eq!(a, run(9));
+        assert_ne!(a, run(10), "a different seed should change something");
+        assert!(a.0.iter().any(|(e, _)| e == "ignored"));
+        assert!(a.1.iter().any(|l| *l) && a.1.iter().any(|l| !*l));
+    }
+
+    #[tokio::test]
+    async fn individual_calls_reach_only_the_called_guard() {
+        let (mut sim, mut rx) = sim_with(1, |_| {});
+        let mut call = encode::silence(100);
+        call.extend(encode::selcall(SelcallStandard::Ccir, "12345", 0.6).unwrap());
+        call.extend(encode::silence(300));
+        hear(&mut sim, &call);
+        let records = drain(&mut rx);
+        assert_eq!(records[0].0, "gateway_tx");
+        assert_eq!(records[1], ("called".to_string(), Some("g2".to_string())));
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert!(sim.planned[0].late, "g2 is a late guard");
+    }
+
+    #[tokio::test]
+    async fn roll_call_tone_calls_everyone() {
+        let (mut sim, mut rx) = sim_with(1, |_| {});
+        hear(&mut sim, &encode::tone(1750.0, 700, 0.5));
+        let called: Vec<Option<String>> = drain(&mut rx)
+            .into_iter()
+            .filter(|(e, _)| e == "called")
+            .map(|(_, g)| g)
+            .collect();
+        assert_eq!(called.len(), 4);
+        // g3 is silent; g4 may miss by chance; g1 and g2 are planned.
+        assert!(sim.planned.iter().any(|p| p.guard == 0));
+        assert!(sim.planned.iter().any(|p| p.guard == 1));
+        assert!(!sim.planned.iter().any(|p| p.guard == 2));
+    }
+
+    #[tokio::test]
+    async fn short_untoned_transmission_calls_nobody() {
+        let (mut sim, mut rx) = sim_with(1, |_| {});
+        hear(&mut sim, &encode::tone(1000.0, 700, 0.5));
+        let records = drain(&mut rx);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert!(sim.planned.is_empty());
     }
 }
