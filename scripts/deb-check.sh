@@ -24,6 +24,7 @@ expected=(
     "./usr/share/doc/rollcalld/api.md 644"
     "./usr/share/doc/rollcalld/troubleshooting.md 644"
     "./usr/share/doc/rollcalld/mqtt.md 644"
+    "./usr/share/doc/rollcalld/rollcallctl.md 644"
     "./usr/share/doc/rollcalld/examples/station.example.toml 644"
     "./usr/share/doc/rollcalld/examples/demo.toml 644"
     "./usr/share/doc/rollcalld/proto/station.proto 644"

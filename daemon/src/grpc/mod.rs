@@ -62,6 +62,13 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor sets are valid");
+    // Many tools still speak only v1alpha (grpcio-reflection, older grpcurl
+    // and Postman); the auth layer already lets both through.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rollcall_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the embedded descriptor sets are valid");
     // Small receive limits for control calls; Talk frames are 320 bytes.
     const CONTROL_LIMIT: usize = 64 * 1024;
     let station = StationServiceServer::new(station::StationApi { cx: cx.clone() })
@@ -83,6 +90,7 @@ pub async fn serve(
         .layer(auth::AuthLayer::new(&cx.config.grpc).with_metrics(cx.metrics.clone()))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(station)
         .add_service(events)
         .add_service(audio)
