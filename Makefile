@@ -58,3 +58,10 @@ fuzz:
 
 clean-data:
 	rm -rf data/demo
+
+# The Debian package (cargo-deb from crates.io, installed when missing), then
+# a check of the file list, modes, conffile and dependencies.
+deb: deps-build
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	$(CARGO) deb -p rollcalld --output target/debian/
+	scripts/deb-check.sh "$$(ls -t target/debian/rollcalld_*.deb | head -n1)"

@@ -12,10 +12,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Connects base stations (serial, RoIP, DMR), merges channels, runs morning
 /// and evening roll calls, tracks alert acknowledgements, records every
 /// transmission, and serves the station console API over gRPC.
+///
+/// The config is loaded and checked before anything is opened: any error is
+/// printed with its line and the exit status is 2. SIGTERM or SIGINT stop the
+/// daemon cleanly (PTT released, recordings closed). Under systemd it reports
+/// readiness and pings the watchdog (Type=notify). The level of detail comes
+/// from RUST_LOG, e.g. `RUST_LOG=info,rollcall_hw=debug`.
+///
+/// Every config key: /usr/share/doc/rollcalld/config.md (docs/config.md).
 #[derive(Parser, Debug)]
 #[command(name = "rollcalld", version, about, long_about)]
 struct Cli {
-    /// Config file (TOML).
+    /// Config file (TOML); `configs/station.example.toml` documents every key.
     #[arg(
         short,
         long,
@@ -36,10 +44,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the daemon (the default).
+    /// Run the daemon (the default when no command is given).
     Run,
-    /// Validate a config file, print every problem found, exit 0 if it is
-    /// valid and 2 if not.
+    /// Validate a config file without opening any device or port: print
+    /// every problem found (file:line:column: key: what is wrong), exit 0 if
+    /// it is valid and 2 if not.
     CheckConfig {
         /// Config file to check.
         file: PathBuf,

@@ -15,4 +15,6 @@ pub use load::{is_ident, load_file, load_str, parse_days, parse_hhmm, ConfigErro
 pub use schema::*;
 
 #[cfg(test)]
+mod example_test;
+#[cfg(test)]
 mod tests;
