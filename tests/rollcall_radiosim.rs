@@ -389,6 +389,49 @@ selcall = "ccir"
         assert_eq!(r.outcome, "answered", "{r:?}");
         assert_eq!(r.calls, 1, "{} needed {} calls", r.guard, r.calls);
     }
+    // Each answer carries the recording of the reply as evidence (linked
+    // shortly after the transmission ends).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let detail = loop {
+        let d = rt.block_on(async {
+            let mut api = pb::roll_call_service_client::RollCallServiceClient::connect(format!(
+                "http://127.0.0.1:{port}"
+            ))
+            .await
+            .unwrap();
+            api.get_run(pb::GetRunRequest {
+                id: detail.run.as_ref().unwrap().id,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        });
+        if d.results.iter().all(|r| r.recording_id > 0) {
+            break d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replies not linked to recordings: {:?}",
+            d.results
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let db = rusqlite::Connection::open(dir.path().join("data/rollcalld.sqlite")).unwrap();
+    for r in &detail.results {
+        let guard: Option<String> = db
+            .query_row(
+                "SELECT guard FROM recordings WHERE id = ?1",
+                [r.recording_id],
+                |x| x.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            guard.as_deref(),
+            Some(r.guard.as_str()),
+            "recording of {}",
+            r.guard
+        );
+    }
     // The simulator heard each call exactly once.
     let truth = std::fs::read_to_string(dir.path().join("data/truth.jsonl")).unwrap();
     let calls = truth

@@ -4,6 +4,7 @@
 //! - [`config`]: the TOML config, parsed and validated before anything binds.
 //! - [`storage`]: the SQLite database on its own thread; migrations.
 //! - [`events`]: the event bus — one `Event` enum, numbered, persisted, broadcast.
+//! - [`evidence`]: links reply recordings to roll-call results, pins them.
 //! - [`station`]: live link state shared with the API.
 //! - [`roster`]: companies, guards, groups; lookups by ANI code and app id;
 //!   persisted in SQLite, edited at run time with an audit trail.
@@ -26,6 +27,7 @@ pub mod alerts;
 pub mod channel;
 pub mod config;
 pub mod events;
+pub mod evidence;
 pub mod grpc;
 pub mod links;
 pub mod metrics;
@@ -284,6 +286,15 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     .await
     .map_err(|e| anyhow::anyhow!("cannot start roll calls: {e}"))?;
     {
+        tasks.add(
+            "evidence".into(),
+            evidence::spawn(
+                &bus,
+                storage.clone(),
+                rollcall.clone(),
+                cancel.child_token(),
+            ),
+        );
         let rollcall = rollcall.clone();
         tasks.add(
             "rollcall".into(),

@@ -62,6 +62,20 @@ enum Cmd {
         channel_a: String,
         channel_b: String,
     },
+    /// Make a new API token: prints the secret (give it to the console) and
+    /// the `[[grpc.token]]` entry with its SHA-256 for the daemon's config.
+    /// Works offline.
+    Token {
+        /// `new`.
+        #[arg(value_parser = ["new"])]
+        action: String,
+        /// Who will hold it (appears in the audit log).
+        #[arg(long, default_value = "console")]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "viewer", value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+    },
     /// Decode every radio ID (DTMF PTT-ID, 5-tone selcall, MDC1200) in an
     /// audio file, with the same decoders the daemon runs on a channel. Use
     /// it to check what your radios actually send. Works offline.
@@ -137,6 +151,21 @@ impl Client {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Token { name, role, .. } = &cli.command {
+        use sha2::Digest;
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let hash = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+        if cli.json {
+            println!(
+                "{}",
+                serde_json::json!({"token": secret, "name": name, "role": role, "sha256": hash})
+            );
+        } else {
+            println!("token (give this to the console; it is not stored anywhere):\n  {secret}\n");
+            println!("for the daemon's config:\n[[grpc.token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"");
+        }
+        return ExitCode::SUCCESS;
+    }
     if let Cmd::Decode {
         file,
         rate,
@@ -206,7 +235,7 @@ async fn main() -> ExitCode {
             channel_a,
             channel_b,
         } => station::patch(&client, state, channel_a, channel_b, json).await,
-        Cmd::Decode { .. } => unreachable!("handled before connecting"),
+        Cmd::Decode { .. } | Cmd::Token { .. } => unreachable!("handled before connecting"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
