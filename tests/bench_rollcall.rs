@@ -108,8 +108,8 @@ fn rollcall_air_time_and_app_close_time() {
                     channel: "guards".into(),
                     modes: vec![mode.into()],
                     options: Some(pb::RunOptions {
-                        window_s: 300,
-                        on_time_s: 300,
+                        window_s: 150,
+                        on_time_s: 150,
                         reply_window_s: 8,
                         ..Default::default()
                     }),
@@ -119,7 +119,7 @@ fn rollcall_air_time_and_app_close_time() {
                 .unwrap()
                 .into_inner()
                 .run_id;
-            let d = wait_finished(&mut api, id, Duration::from_secs(400)).await;
+            let d = wait_finished(&mut api, id, Duration::from_secs(600)).await;
             let secs = t.elapsed().as_secs_f64();
             let answered = d.results.iter().filter(|r| r.outcome == "answered").count();
             let _ = writeln!(

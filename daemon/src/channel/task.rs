@@ -162,8 +162,9 @@ struct PendingClip {
     give_up: Instant,
 }
 
-/// How long an alert or roll-call clip waits for a busy channel to clear.
-const CLEAR_AIR_WAIT: Duration = Duration::from_secs(60);
+/// How long an alert or roll-call clip waits for a busy channel to clear
+/// before it uses its priority.
+const CLEAR_AIR_WAIT: Duration = Duration::from_secs(20);
 
 pub struct ChannelTask {
     cfg: ChannelConfig,
@@ -383,12 +384,13 @@ impl ChannelTask {
                 reply,
             } => {
                 // Consoles talk when they press; alerts and roll calls wait
-                // for clear air (unless they pre-empt a lower priority).
+                // for clear air, patched traffic included: keying over
+                // someone who is talking would glue the call onto his words
+                // and the radios would not decode it.
                 let must_wait = source < TxSource::Console
                     && (self.machine.air_busy()
                         || self.local.is_some()
-                        || !self.pending.is_empty())
-                    && self.machine.holder().is_none_or(|(_, h)| h >= source);
+                        || !self.pending.is_empty());
                 if must_wait {
                     self.pending.push_back(PendingClip {
                         source,
@@ -443,16 +445,14 @@ impl ChannelTask {
         }
     }
 
-    /// Starts the oldest waiting clip once the air is clear; gives up on
-    /// clips that waited too long.
+    /// Starts the oldest waiting clip once the air is clear. A clip that has
+    /// waited [`CLEAR_AIR_WAIT`] goes out anyway when its priority allows
+    /// (pre-empting patched traffic), so endless chatter cannot block an
+    /// alert; it fails only if a higher priority holds the channel.
     fn start_pending(&mut self) {
         let now = Instant::now();
-        while self.pending.front().is_some_and(|p| p.give_up <= now) {
-            if let Some(p) = self.pending.pop_front() {
-                let _ = p.reply.send(Err(TxError::Busy("channel traffic")));
-            }
-        }
-        if self.local.is_some() || self.machine.air_busy() {
+        let overdue = self.pending.front().is_some_and(|p| p.give_up <= now);
+        if self.local.is_some() || (self.machine.air_busy() && !overdue) {
             return;
         }
         if let Some(p) = self.pending.pop_front() {
