@@ -396,12 +396,39 @@ async fn feed(
                 break;
             }
             r = bus_rx.recv() => match r {
-                Ok(n) => {
-                    let json = serde_json::to_value(&n.event).unwrap_or_default();
-                    let msgs = schema::outbound(&cx.settings.topics, n.seq, n.ts_ms, &json);
-                    publish_now(&cx, &msgs);
-                    if n.seq > cursor && enqueue(&cx, n.seq, &msgs).await {
-                        cursor = n.seq;
+                Ok(first) => {
+                    // Take what else is already queued and store it in one
+                    // transaction: one fsync per burst, not per event, or a
+                    // 10,000-guard roll call outruns the storage thread.
+                    let mut batch = vec![first];
+                    let mut lagged = false;
+                    while batch.len() < FEED_BATCH {
+                        match bus_rx.try_recv() {
+                            Ok(n) => batch.push(n),
+                            Err(broadcast::error::TryRecvError::Lagged(k)) => {
+                                tracing::warn!(missed = k, "MQTT bridge lagged; catching up from storage");
+                                lagged = true;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let mut durable = Vec::new();
+                    let mut last = cursor;
+                    for n in &batch {
+                        let json = serde_json::to_value(&n.event).unwrap_or_default();
+                        let msgs = schema::outbound(&cx.settings.topics, n.seq, n.ts_ms, &json);
+                        publish_now(&cx, &msgs);
+                        if n.seq > last {
+                            last = n.seq;
+                            durable.extend(msgs);
+                        }
+                    }
+                    if last > cursor && enqueue(&cx, last, &durable).await {
+                        cursor = last;
+                    }
+                    if lagged {
+                        catch_up(&cx, &mut cursor).await;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(k)) => {
@@ -415,6 +442,9 @@ async fn feed(
         }
     }
 }
+
+/// Bus events stored in one outbox transaction at most.
+const FEED_BATCH: usize = 512;
 
 /// Non-durable messages: `events` (QoS 0) and retained link state.
 fn publish_now(cx: &Cx, msgs: &[OutMsg]) {
