@@ -11,6 +11,9 @@
 //!   serial or network control interface: modem lines, CM108 GPIO, SvxLink
 //!   PTY, Kenwood CAT, SA818, Hamlib rigctld
 //!   ([`rollcall_hw::serial::ControlConfig`]).
+//! - `soundcard`: audio through a sound card (cpal/ALSA) paired with an
+//!   optional control half for squelch and PTT (`[link.soundcard.audio]` +
+//!   `[link.soundcard.control]`); VOX when no control half is given.
 //! - `dmr`: a Homebrew (MMDVM) master that the station's hotspot or repeater
 //!   logs in to ([`DmrSettings`]); caller ids and radio checks, no audio
 //!   (AMBE+2 has no public codec).
@@ -30,7 +33,79 @@ pub enum SettingsError {
 }
 
 /// Every kind, for messages.
-pub const KINDS: &[&str] = &["roip", "sim", "control", "dmr"];
+pub const KINDS: &[&str] = &["roip", "sim", "control", "soundcard", "dmr"];
+
+/// `[link.soundcard]`: the audio half and, optionally, the control half.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoundcardSettings {
+    /// `[link.soundcard.audio]`: the ALSA device and its buffer.
+    pub audio: rollcall_hw::soundcard::SoundcardConfig,
+    /// `[link.soundcard.control]`: how squelch is read and PTT keyed (same
+    /// shapes as `kind = "control"`). Without it, squelch comes from VOX and
+    /// the link cannot key a transmitter.
+    #[serde(default)]
+    pub control: Option<rollcall_hw::serial::ControlConfig>,
+}
+
+/// A sound card paired with a control interface: the control half's squelch
+/// feeds the sound card's COR, and the sound card's PTT requests drive the
+/// control half. Either half failing ends the run (the supervisor restarts
+/// both), so audio never flows on a link whose PTT cannot be released.
+struct PairedSoundcard {
+    settings: SoundcardSettings,
+}
+
+impl rollcall_hw::link::LinkDriver for PairedSoundcard {
+    fn describe(&self) -> String {
+        match &self.settings.control {
+            Some(_) => format!("soundcard {} with control", self.settings.audio.device),
+            None => format!("soundcard {} (VOX)", self.settings.audio.device),
+        }
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        io: &'a mut rollcall_hw::link::DriverIo,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> rollcall_hw::link::BoxFuture<'a, Result<(), rollcall_hw::link::LinkError>> {
+        use rollcall_hw::link::LinkError;
+        use rollcall_hw::serial::{ControlEvent, ControlIo};
+        use rollcall_hw::soundcard::SoundcardDriver;
+        Box::pin(async move {
+            let audio = self.settings.audio.clone();
+            let Some(control) = self.settings.control.clone() else {
+                return SoundcardDriver::new(audio, None).run(io, cancel).await;
+            };
+            let (cor_tx, cor_rx) = tokio::sync::watch::channel(false);
+            let (ptt_tx, ptt_rx) = tokio::sync::watch::channel(false);
+            let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel(16);
+            let mut backend = rollcall_hw::serial::backend_from_config(&control);
+            let mut cio = ControlIo {
+                ptt: ptt_rx,
+                events: ev_tx,
+            };
+            let control_cancel = cancel.child_token();
+            let mut sound = SoundcardDriver::new(audio, Some(cor_rx)).with_ptt(ptt_tx);
+            let forward = async {
+                while let Some(ev) = ev_rx.recv().await {
+                    if let ControlEvent::Cor(open) = ev {
+                        let _ = cor_tx.send(open);
+                    }
+                }
+            };
+            let result = tokio::select! {
+                r = sound.run(io, cancel.clone()) => r,
+                r = backend.run(&mut cio, control_cancel.clone()) => Err(r.err().unwrap_or_else(|| {
+                    LinkError::Protocol("the control interface stopped".into())
+                })),
+                _ = forward => Err(LinkError::Protocol("the control interface stopped".into())),
+            };
+            control_cancel.cancel();
+            result
+        })
+    }
+}
 
 /// `[link.dmr]`: a Homebrew master.
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +298,10 @@ pub fn check_settings(kind: &str, settings: Option<&Item>) -> Result<(), Setting
             let _: rollcall_hw::serial::ControlConfig = parse(settings)?;
             Ok(())
         }
+        "soundcard" => {
+            let _: SoundcardSettings = parse(settings)?;
+            Ok(())
+        }
         "dmr" => {
             let s: DmrSettings = parse(settings)?;
             if s.peers.is_empty() {
@@ -339,6 +418,10 @@ pub fn build_driver(
             let cfg: rollcall_hw::serial::ControlConfig = parse(settings).map_err(err)?;
             let backend = rollcall_hw::serial::backend_from_config(&cfg);
             Ok(Box::new(rollcall_hw::serial::ControlLink::new(backend)))
+        }
+        "soundcard" => {
+            let settings: SoundcardSettings = parse(settings).map_err(err)?;
+            Ok(Box::new(PairedSoundcard { settings }))
         }
         "dmr" => {
             let s: DmrSettings = parse(settings).map_err(err)?;
@@ -515,4 +598,58 @@ pub fn spawn_link(
         let _ = supervisor.await;
     });
     Ok(RunningLink { handle, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sound-card link whose ALSA device does not exist fails its run with
+    /// an error naming the device, and the supervisor would retry it.
+    #[tokio::test]
+    async fn missing_sound_card_fails_the_run_with_its_name() {
+        let config = crate::config::load_str(
+            r#"[daemon]
+station_id = "a"
+[[link]]
+id = "usb"
+kind = "soundcard"
+[link.soundcard.audio]
+device = "no-such-card-here"
+[link.soundcard.control]
+kind = "svxlink_pty"
+path = "/nonexistent/pty"
+"#,
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let sims = std::sync::Mutex::new(Vec::new());
+        let checks = std::sync::Mutex::new(Default::default());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let cx = BuildContext {
+            config: &config,
+            cancel: cancel.clone(),
+            sims: &sims,
+            radio_checks: &checks,
+        };
+        let mut driver = build_driver(&config.links[0], &cx).unwrap();
+        assert!(driver.describe().contains("no-such-card-here"));
+        let (ev_tx, _ev_rx) = tokio::sync::mpsc::channel(16);
+        let (_cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(16);
+        let mut io = rollcall_hw::link::DriverIo {
+            events: ev_tx,
+            commands: cmd_rx,
+        };
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            driver.run(&mut io, cancel),
+        )
+        .await
+        .expect("the run ends on its own");
+        let err = result.expect_err("no such device").to_string();
+        assert!(
+            err.contains("no-such-card-here") || err.contains("/nonexistent/pty"),
+            "{err}"
+        );
+    }
 }

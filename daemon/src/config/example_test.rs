@@ -43,6 +43,8 @@ const SOURCES: &[(&str, bool)] = &[
     ("hw/src/serial/sa818.rs", false),
     ("hw/src/serial/rigctld.rs", false),
     ("hw/src/sim/station.rs", false),
+    ("hw/src/soundcard/mod.rs", false),
+    ("hw/src/soundcard/vox.rs", false),
 ];
 
 /// (file, item, section, required): the section an item's keys live in.
@@ -133,6 +135,44 @@ const SECTIONS: &[(&str, &str, &str, bool)] = &[
     ("daemon/src/links.rs", "DmrSettings", "link.dmr", true),
     ("daemon/src/links.rs", "DmrPeer", "link.dmr.peer", true),
     ("daemon/src/links.rs", "SimSettings", "link.sim", true),
+    (
+        "daemon/src/links.rs",
+        "SoundcardSettings",
+        "link.soundcard",
+        true,
+    ),
+    (
+        "hw/src/soundcard/mod.rs",
+        "SoundcardConfig",
+        "link.soundcard.audio",
+        true,
+    ),
+    (
+        "hw/src/soundcard/vox.rs",
+        "VoxConfig",
+        "link.soundcard.audio.vox",
+        true,
+    ),
+    // The control half of a sound-card link has the shapes of
+    // `[link.control]`, documented there.
+    (
+        "hw/src/serial/mod.rs",
+        "ControlConfig",
+        "link.soundcard.control",
+        false,
+    ),
+    (
+        "hw/src/serial/lines.rs",
+        "ModemLinesConfig",
+        "link.soundcard.control",
+        false,
+    ),
+    (
+        "hw/src/serial/cm108.rs",
+        "Cm108Config",
+        "link.soundcard.control",
+        false,
+    ),
     ("hw/src/roip/mod.rs", "RoipConfig", "link.roip", true),
     ("hw/src/rtp/codec.rs", "Codec", "link.roip.codec", true),
     (

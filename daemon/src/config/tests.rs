@@ -226,3 +226,39 @@ fn shipped_configs_load() {
         }
     }
 }
+
+#[test]
+fn soundcard_link_pairs_audio_with_a_control_half() {
+    let ok = load_str(
+        r#"[daemon]
+station_id = "a"
+[[link]]
+id = "usb"
+kind = "soundcard"
+[link.soundcard.audio]
+device = "plughw:CARD=Device"
+[link.soundcard.control]
+kind = "cm108"
+ptt_gpio = 3
+"#,
+        Path::new("t.toml"),
+    );
+    assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
+    let errs = errors(
+        r#"[daemon]
+station_id = "a"
+[[link]]
+id = "usb"
+kind = "soundcard"
+[link.soundcard.audio]
+device = "plughw:0"
+gain = 3
+"#,
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].contains("link[0].soundcard") && errs[0].contains("gain"),
+        "{}",
+        errs[0]
+    );
+}
