@@ -44,6 +44,10 @@ allow_anonymous true
 persistence true
 persistence_location $dir/
 autosave_interval 30
+# App roll calls answer all at once: keep every ack queued for the daemon
+# (mosquitto's default of 1000 per client drops the rest).
+max_queued_messages 100000
+max_inflight_messages 100
 log_dest file $dir/mosquitto.log
 pid_file $dir/mosquitto.pid
 CONF

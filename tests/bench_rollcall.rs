@@ -125,7 +125,12 @@ fn rollcall_air_time_and_app_close_time() {
                 .into_inner()
                 .run_id;
             let d = wait_finished(&mut api, id, Duration::from_secs(600)).await;
-            let secs = t.elapsed().as_secs_f64();
+            let _ = t;
+            // Air time: from the start of the run to the last answer heard
+            // (a guard who never answers would otherwise count the window).
+            let run = d.run.as_ref().unwrap();
+            let last = d.results.iter().map(|r| r.answered_ms).max().unwrap_or(0);
+            let secs = (last - run.started_ms).max(0) as f64 / 1000.0;
             let answered = d.results.iter().filter(|r| r.outcome == "answered").count();
             let _ = writeln!(
                 table,

@@ -37,7 +37,10 @@ impl Broker {
         std::fs::create_dir_all(dir).unwrap();
         let conf = dir.join("mosquitto.conf");
         let mut text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest stderr\n"
+            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest stderr\n\
+             # A 10,000-guard app roll call sends 10,000 acks at once; mosquitto's\n\
+             # default queue of 1,000 per client would drop the rest.\n\
+             max_queued_messages 100000\nmax_inflight_messages 100\n"
         );
         if persistent {
             text.push_str(&format!(
