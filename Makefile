@@ -46,7 +46,7 @@ bench: deps-test
 # Fault scenarios that take longer than the regular suite (the short forms
 # of each run in `make test`).
 faults: deps-test
-	$(CARGO) test -p rollcalld --test mqtt_outage -- --ignored --nocapture
+	$(CARGO) test -p rollcalld --test mqtt_outage -- --nocapture
 	$(CARGO) test -p rollcalld --test rollcall_kill9 --test channel_recording -- --nocapture
 
 # Each fuzz target for FUZZ_SECONDS (default 60); needs cargo-fuzz.

@@ -16,7 +16,7 @@ for b in "${benches[@]}"; do
 done
 
 echo "== bench rollcall (real daemon, a few minutes)" >&2
-cargo test -q -p rollcalld --test bench_rollcall -- --ignored --nocapture 2>/dev/null | grep '^|' >"$tmp/rollcall.txt" || echo "(failed)" >>"$tmp/rollcall.txt"
+cargo bench -q -p rollcalld --bench rollcall 2>/dev/null | grep '^|' >"$tmp/rollcall.txt" || echo "(failed)" >>"$tmp/rollcall.txt"
 
 {
   echo "# Benchmark results"

@@ -1,5 +1,5 @@
-//! Roll-call figures, measured through the real daemon (run by `make bench`,
-//! ignored by `cargo test`):
+//! Roll-call figures, measured through the real daemon (`cargo bench -p
+//! rollcalld --bench rollcall`, part of `make bench`):
 //! - air time of a group roll call of 50 guards and of an individual roll
 //!   call of 50 guards on one simulated channel (goal: group < 2 min);
 //! - time to close an app-mode roll call of 10,000 guards through a real
@@ -88,9 +88,7 @@ selcall = "ccir"
     )
 }
 
-#[test]
-#[ignore = "a benchmark: run by make bench"]
-fn rollcall_air_time_and_app_close_time() {
+fn main() {
     let mut table = String::from("| figure | value | goal |\n|---|---|---|\n");
     let rt = tokio::runtime::Runtime::new().unwrap();
 

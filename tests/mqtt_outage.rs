@@ -200,9 +200,8 @@ fn broker_outage_and_daemon_kill_lose_nothing() {
     outage(Duration::from_secs(10));
 }
 
-/// The 60 s outage; run by `make faults`.
+/// The 60 s outage.
 #[test]
-#[ignore]
 fn broker_outage_60s_loses_nothing() {
     outage(Duration::from_secs(60));
 }

@@ -104,8 +104,9 @@ fn build_deb() -> PathBuf {
     debs.pop().expect("make deb left a .deb in target/debian")
 }
 
+/// Builds the release binaries and the package unless `ROLLCALLD_DEB`
+/// names one already built (minutes on a cold build).
 #[test]
-#[ignore = "builds the release binaries (minutes); run with --ignored"]
 fn deb_installs_into_a_throwaway_root() {
     let deb = build_deb();
     let check = run(Command::new(repo().join("scripts/deb-check.sh")).arg(&deb));

@@ -530,7 +530,7 @@ pub fn spawn_link(
     build: &BuildContext<'_>,
     station: &crate::station::Station,
     bus: &crate::events::Bus,
-    audio: Option<tokio::sync::mpsc::Sender<(String, rollcall_hw::link::LinkEvent)>>,
+    audio: Option<tokio::sync::mpsc::Sender<(std::sync::Arc<str>, rollcall_hw::link::LinkEvent)>>,
     counters: std::sync::Arc<crate::metrics::LinkCounters>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<RunningLink, String> {
@@ -547,6 +547,7 @@ pub fn spawn_link(
         cancel.clone(),
     );
     let id = link.id.clone();
+    let shared_id: std::sync::Arc<str> = std::sync::Arc::from(link.id.as_str());
     let station = station.clone();
     let bus = bus.clone();
     let task = tokio::spawn(async move {
@@ -590,7 +591,8 @@ pub fn spawn_link(
                 LinkEvent::Ani(_) | LinkEvent::Concealed { .. } => {}
             }
             if let Some(audio) = &audio {
-                if audio.send((id.clone(), ev)).await.is_err() {
+                // An `Arc` clone: no allocation per frame on the audio path.
+                if audio.send((shared_id.clone(), ev)).await.is_err() {
                     break;
                 }
             }

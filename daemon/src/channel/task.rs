@@ -250,7 +250,7 @@ impl ChannelTask {
     /// Runs until `cancel` fires; releases every PTT on the way out.
     pub async fn run(
         mut self,
-        mut link_events: mpsc::Receiver<(String, LinkEvent)>,
+        mut link_events: mpsc::Receiver<(Arc<str>, LinkEvent)>,
         mut requests: mpsc::Receiver<Request>,
         cancel: CancellationToken,
     ) {
@@ -335,7 +335,7 @@ impl ChannelTask {
                 ani_text = Some(format!("{}:{}", ani.kind.as_str(), ani.unit));
                 self.on_ani(i, ani);
             }
-            for dest in self.machine.patch_destinations(i).collect::<Vec<_>>() {
+            for dest in self.machine.patch_destinations(i) {
                 self.links[dest].send(*frame);
             }
         }
@@ -501,7 +501,7 @@ impl ChannelTask {
         };
         match local.queue.pop_front() {
             Some(frame) => {
-                for i in self.machine.keyed_links().collect::<Vec<_>>() {
+                for i in self.machine.keyed_links() {
                     self.links[i].send(frame);
                 }
                 if let (Some(key), Some(rec)) = (local.recording, &self.recorder) {

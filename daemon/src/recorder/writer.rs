@@ -26,9 +26,12 @@ pub struct StartRecording {
     pub start: SystemTime,
 }
 
+// Frames are the common command (50 per second per recording): kept inline
+// so the audio path does not allocate per frame.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Start(RecKey, StartRecording),
-    Frame(RecKey, Box<AudioFrame>),
+    Frame(RecKey, AudioFrame),
     Ani(RecKey, String, String, Option<String>),
     Finish(RecKey),
 }
@@ -48,7 +51,7 @@ impl RecorderHandle {
         key
     }
     pub fn frame(&self, key: RecKey, frame: &AudioFrame) {
-        let _ = self.commands.send(Command::Frame(key, Box::new(*frame)));
+        let _ = self.commands.send(Command::Frame(key, *frame));
     }
     /// Notes the caller's identity (and roster guard) for the recording.
     pub fn ani(&self, key: RecKey, kind: &str, unit: &str, guard: Option<String>) {
