@@ -49,12 +49,13 @@ faults: deps-test
 	$(CARGO) test -p rollcalld --test mqtt_outage -- --nocapture
 	$(CARGO) test -p rollcalld --test rollcall_kill9 --test channel_recording -- --nocapture
 
-# Each fuzz target for FUZZ_SECONDS (default 60); needs cargo-fuzz.
+# Each fuzz target for FUZZ_SECONDS (default 60), FUZZ_JOBS at a time; prints
+# wall time and executions per target. Needs cargo-fuzz (installed when missing).
 FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
 fuzz:
-	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
-	cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 cargo fuzz list); do \
-	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh
 
 clean-data:
 	rm -rf data/demo

@@ -88,6 +88,15 @@ fn syntax_error_names_the_line() {
     assert!(errs[0].contains("syntax"), "{}", errs[0]);
 }
 
+/// Found by the `config` fuzz target: toml_edit 0.23 panicked ("all items
+/// have spans") on a dotted key after a bare carriage return. 0.25 reports it.
+#[test]
+fn fuzz_regression_stray_carriage_return_is_a_syntax_error() {
+    let errs = errors("==k=\r.=}=7");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("t.toml:1:"), "{}", errs[0]);
+}
+
 #[test]
 fn missing_daemon_section_is_an_error() {
     let errs = errors("[grpc]\nlisten = \"127.0.0.1:1\"\n");
