@@ -7,7 +7,7 @@ set -euo pipefail
 
 BUILD=(pkg-config libasound2-dev libopus-dev libudev-dev)
 RUN=(mosquitto mosquitto-clients)
-TEST=(multimon-ng sox opus-tools mosquitto mosquitto-clients socat libhamlib-utils espeak-ng tshark python3-venv systemd dpkg-dev)
+TEST=(multimon-ng sox opus-tools mosquitto mosquitto-clients socat libhamlib-utils espeak-ng tshark python3-venv systemd dpkg-dev faketime)
 
 want=("${BUILD[@]}")
 case "${1:-build}" in
