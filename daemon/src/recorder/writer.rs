@@ -15,6 +15,9 @@ use crate::storage::Storage;
 /// Identifies one open recording (allocated by the handle).
 pub type RecKey = u64;
 
+/// The first identity heard on a recording: kind, unit, roster guard.
+type Caller = (String, String, Option<String>);
+
 /// What a channel tells the recorder when a transmission starts.
 #[derive(Debug, Clone)]
 pub struct StartRecording {
@@ -75,7 +78,7 @@ enum Report {
         key: RecKey,
         duration_ms: u64,
         bytes: u64,
-        ani: Option<(String, String, Option<String>)>,
+        ani: Option<Caller>,
     },
     Failed {
         key: RecKey,
@@ -152,7 +155,7 @@ struct ThreadState {
     /// on the air.
     waiting: HashMap<RecKey, StartRecording>,
     /// Files whose write failed on a full disk, repaired on resume.
-    broken: Vec<(RecKey, PathBuf, Option<(String, String, Option<String>)>)>,
+    broken: Vec<(RecKey, PathBuf, Option<Caller>)>,
     reports: mpsc::UnboundedSender<Report>,
 }
 
@@ -179,7 +182,9 @@ impl ThreadState {
 
 struct Open {
     writer: RecordingWriter,
-    ani: Option<(String, String, Option<String>)>,
+    ani: Option<Caller>,
+    /// Kept so a transmission cut by a pause continues in a new file.
+    start: StartRecording,
 }
 
 impl Recorder {
@@ -268,7 +273,14 @@ impl Recorder {
                 match self.open(&start, st.spare.pop()) {
                     Ok(writer) => {
                         let path = writer.path().to_owned();
-                        st.open.insert(key, Open { writer, ani: None });
+                        st.open.insert(
+                            key,
+                            Open {
+                                writer,
+                                ani: None,
+                                start: start.clone(),
+                            },
+                        );
                         let _ = st.reports.send(Report::Opened { key, start, path });
                     }
                     Err(error) => {
@@ -292,7 +304,9 @@ impl Recorder {
                         // back, or at the next start.
                         st.broken
                             .push((key, o.writer.path().to_owned(), o.ani.clone()));
-                        if !self.check_space(st, Some(&error)) {
+                        if self.check_space(st, Some(&error)) {
+                            st.waiting.insert(key, o.start);
+                        } else {
                             st.broken.pop();
                             let _ = st.reports.send(Report::Failed { key, error });
                         }
@@ -354,6 +368,7 @@ impl Recorder {
                 let keys: Vec<RecKey> = st.open.keys().copied().collect();
                 for key in keys {
                     let o = st.open.remove(&key).expect("listed above");
+                    st.waiting.insert(key, o.start.clone());
                     st.close(key, o);
                 }
                 st.paused = Some(Instant::now());
