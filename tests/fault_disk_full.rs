@@ -478,6 +478,17 @@ fn disk_full_pauses_recording_keeps_roll_calls_and_resumes() {
         );
     }
     assert_eq!(heard.len(), form.guards, "simulator truth: {truth_text}");
+    // Every answer heard on air is in the event log, including those heard
+    // while the database refused writes.
+    let ani_events = events(&db, "ani")
+        .iter()
+        .filter(|e| e.2.contains("\"channel\":\"guards\""))
+        .count();
+    assert!(
+        ani_events >= heard.len(),
+        "{ani_events} ani events stored for {} answers on air",
+        heard.len()
+    );
 
     // Nothing committed before the fault was lost or changed.
     for (g, (outcome, ms)) in &during_floor {
