@@ -353,9 +353,21 @@ fn disk_full_pauses_recording_keeps_roll_calls_and_resumes() {
     // --- 2: not one byte left; SQLite fails too ---
     let cpu_before = cpu_s(daemon.pid());
     let t_full = Instant::now();
+    let t_full_ms = now_ms();
     fill_to(&filler, &data, 0);
     let free_at_full = free_bytes(&data);
+    let heard_lines = || daemon.log_text().matches("ANI heard").count();
+    let heard_at_full = heard_lines();
     std::thread::sleep(form.hold);
+    // Hold until a guard has answered on air while SQLite refuses writes, so
+    // an answer has to survive the wait (unless every guard already did).
+    if answered_at_pause < form.guards {
+        let answered_on_air = Instant::now() + Duration::from_secs(15);
+        while heard_lines() == heard_at_full && Instant::now() < answered_on_air {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let answers_while_full = heard_lines() - heard_at_full;
     let cpu_full = (cpu_s(daemon.pid()) - cpu_before) / t_full.elapsed().as_secs_f64();
     assert!(
         daemon.child.try_wait().unwrap().is_none(),
@@ -376,6 +388,7 @@ fn disk_full_pauses_recording_keeps_roll_calls_and_resumes() {
         .count();
 
     // --- 3: room for the database again, then the filler goes ---
+    let t_room_ms = now_ms();
     let len = std::fs::metadata(&filler).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -515,6 +528,13 @@ fn disk_full_pauses_recording_keeps_roll_calls_and_resumes() {
         .unwrap();
     assert_eq!(gaps, 0, "event log has holes");
     assert_eq!(kept, max_seq_before, "events lost");
+    let held: i64 = c
+        .query_row(
+            "SELECT count(*) FROM events WHERE ts_ms >= ?1 AND ts_ms < ?2",
+            [t_full_ms, t_room_ms],
+            |r| r.get(0),
+        )
+        .unwrap();
     let recs_after = recordings(&db);
     for (id, r) in &recs_before {
         if r.2 == 1 {
@@ -543,8 +563,17 @@ fn disk_full_pauses_recording_keeps_roll_calls_and_resumes() {
     f("pause detected after filling (ms)", detect_ms.to_string());
     f("free bytes when full", free_at_full.to_string());
     f(
+        "answers committed while recording was paused",
+        (answered(&during_floor) - answered_at_pause).to_string(),
+    );
+    f(
         "daemon CPU while full (%)",
         format!("{:.1}", cpu_full * 100.0),
+    );
+    f("events held while full, stored later", held.to_string());
+    f(
+        "answers heard on air while full",
+        answers_while_full.to_string(),
     );
     f(
         "'cannot store events' log lines while full",
