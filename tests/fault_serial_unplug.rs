@@ -312,6 +312,16 @@ busy_policy = "talk-over"
                 "daemon died:\n{}",
                 daemon.log_text()
             );
+            // A device that is still wired up after its node went was
+            // released on the way out, not left keyed.
+            if let Some(old) = &old {
+                let keyed_at = old.received().iter().rposition(|b| *b == b'T').unwrap();
+                assert!(
+                    old.wait_byte(b'R', keyed_at + 1, Duration::from_secs(2)),
+                    "cycle {i}: the removed radio was left keyed: {:?}",
+                    String::from_utf8_lossy(&old.received())
+                );
+            }
             // The console gives up while the radio is gone.
             let _ = stop_talk.send(());
             let _ = talk_task.await;
