@@ -11,6 +11,10 @@
 //! 3. The filler shrinks back, then goes: the held events are stored,
 //!    recording resumes within 5 s (`recording_resumed`, and a new file).
 //!
+//! A second scenario runs with no floor at all: the disk fills under an
+//! open recording, whose cut file is repaired and indexed once space is
+//! back.
+//!
 //! At the end every row committed before the fault is still there unchanged,
 //! every guard's answer is in (matching the simulator's ground truth),
 //! `PRAGMA integrity_check` is `ok` and every recording row is complete.
@@ -594,6 +598,144 @@ fn disk_full_pauses_recording_keeps_roll_calls_and_resumes() {
     f("recordings", recs_after.len().to_string());
     f("integrity_check", integrity);
     f("wall time (s)", format!("{wall:.1}"));
+}
+
+/// With no floor (`min_free_mb = 0`) the disk fills up under an open
+/// recording: its write fails, recording pauses ("disk full"), and when space
+/// returns the cut file is repaired (ended at its last whole page) and
+/// indexed in the running daemon, and the transmission continues in a new
+/// file.
+#[test]
+fn disk_full_without_a_floor_repairs_the_cut_file_and_resumes() {
+    let form = form();
+    let wall = Instant::now();
+    let dir = TempDir::new("diskfull0");
+    let data = dir.path().join("data");
+    let Some(_mount) = Tmpfs::mount(&data, TMPFS_MB) else {
+        eprintln!("SKIP fault_disk_full: mounting a tmpfs is not permitted here (EPERM)");
+        return;
+    };
+    let db = data.join("rollcalld.sqlite");
+    let filler = data.join("filler");
+    let port = free_port();
+    let config = format!(
+        r#"
+[daemon]
+station_id = "diskfull0"
+data_dir = "{data}"
+shutdown_grace_ms = 3000
+[grpc]
+listen = "127.0.0.1:{port}"
+require_auth = false
+[recorder]
+min_free_mb = 0
+
+[[link]]
+id = "chatter"
+kind = "sim"
+[link.sim]
+seed = 23
+roster_guards = false
+background_mean_ms = 6000
+background_first_ms = 200
+background_talk_min_ms = 5000
+background_talk_max_ms = 6000
+
+[[channel]]
+id = "chatter"
+links = ["chatter"]
+hang_time_ms = 300
+"#,
+        data = data.display(),
+    );
+    let mut daemon = Daemon::start(dir.path(), &config);
+    // Fill the disk under an open recording with a page or two written.
+    wait_for(
+        "an open recording",
+        &daemon,
+        Duration::from_secs(30),
+        || recordings(&db).values().any(|r| r.2 == 0).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    fill_to(&filler, &data, 0);
+    assert!(
+        daemon.wait_log("recording paused", Duration::from_secs(10)),
+        "recording never paused:\n{}",
+        daemon.log_text()
+    );
+    std::thread::sleep(form.hold);
+    assert!(daemon.child.try_wait().unwrap().is_none(), "daemon died");
+    let t_free = now_ms();
+    std::fs::remove_file(&filler).unwrap();
+    let resume_ts = wait_for(
+        "recording_resumed",
+        &daemon,
+        Duration::from_secs(10),
+        || events(&db, "recording_resumed").first().map(|e| e.1),
+    );
+    let resume_ms = resume_ts - t_free;
+    assert!(
+        resume_ms <= 5000,
+        "recording resumed {resume_ms} ms after space returned"
+    );
+    let paused = events(&db, "recording_paused");
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert!(paused[0].2.contains("disk full"), "{}", paused[0].2);
+    wait_for("a new recording", &daemon, Duration::from_secs(20), || {
+        recordings(&db)
+            .values()
+            .any(|r| r.0 >= t_free)
+            .then_some(())
+    });
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(15)),
+        Some(Some(0)),
+        "{}",
+        daemon.log_text()
+    );
+    // The cut file was repaired in the running daemon: every row is
+    // complete after a clean stop, with a valid file behind it.
+    let log = daemon.log_text();
+    assert!(!log.contains("recording failed"), "{log}");
+    let recs = recordings(&db);
+    for (id, r) in &recs {
+        assert_eq!(r.2, 1, "recording {id} incomplete");
+        let info = rollcall_hw::ogg::read_summary(&r.3)
+            .unwrap_or_else(|e| panic!("recording {id} {}: {e}", r.3));
+        assert!(info.complete, "recording {id} has no end-of-stream page");
+        assert!(
+            (info.duration_ms as i64 - r.1).abs() <= 40,
+            "recording {id}: indexed {} ms, file holds {} ms",
+            r.1,
+            info.duration_ms
+        );
+    }
+    let integrity: String = ro(&db)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let f = |name: &str, v: String| {
+        if form.full {
+            println!("FAULT disk_full (no floor): {name} = {v}");
+        } else {
+            eprintln!("disk_full (no floor): {name} = {v}");
+        }
+    };
+    f(
+        "recording resumed after space returned (ms)",
+        resume_ms.to_string(),
+    );
+    f(
+        "recordings, all complete and readable",
+        recs.len().to_string(),
+    );
+    f("integrity_check", integrity);
+    f(
+        "wall time (s)",
+        format!("{:.1}", wall.elapsed().as_secs_f64()),
+    );
 }
 
 async fn connect(
