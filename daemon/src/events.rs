@@ -88,6 +88,20 @@ pub enum Event {
         ani: Option<String>,
         guard: Option<String>,
     },
+    /// Recording stopped because the recordings' disk is (nearly) full:
+    /// free space fell below `recorder.min_free_mb` or a write failed.
+    /// Transmissions are still relayed and roll calls still run; they are
+    /// just not recorded until [`Event::RecordingResumed`].
+    RecordingPaused {
+        reason: String,
+        free_bytes: u64,
+    },
+    /// Space is back: recording started again, including transmissions
+    /// already in progress (their files start now).
+    RecordingResumed {
+        paused_ms: u64,
+        free_bytes: u64,
+    },
     /// Something was refused or failed; `source` names where (e.g. an MQTT
     /// topic), `message` what was wrong.
     Error {
@@ -236,6 +250,8 @@ impl Event {
             Event::TransmissionEnded { .. } => "transmission_ended",
             Event::TxTimeout { .. } => "tx_timeout",
             Event::RecordingWritten { .. } => "recording_written",
+            Event::RecordingPaused { .. } => "recording_paused",
+            Event::RecordingResumed { .. } => "recording_resumed",
             Event::Error { .. } => "error",
             Event::AlertCreated { .. } => "alert_created",
             Event::AlertAcked { .. } => "alert_acked",
@@ -303,12 +319,12 @@ impl Bus {
                         // Drain what is already queued, then stop.
                         while let Ok(e) = rx.try_recv() { batch.push(e); }
                         if !batch.is_empty() {
-                            persist_and_broadcast(&storage, &live, std::mem::take(&mut batch)).await;
+                            persist_and_broadcast(&storage, &live, std::mem::take(&mut batch), &cancel).await;
                         }
                         break;
                     }
                 }
-                persist_and_broadcast(&storage, &live, std::mem::take(&mut batch)).await;
+                persist_and_broadcast(&storage, &live, std::mem::take(&mut batch), &cancel).await;
             }
             tracing::info!("event bus stopped");
         });
@@ -326,12 +342,65 @@ impl Bus {
     }
 }
 
+/// First and longest wait between attempts to store a batch that failed.
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+/// Attempts made once shutdown started before a failing batch is given up.
+const RETRIES_AT_SHUTDOWN: u32 = 3;
+
+/// Stores a batch, then broadcasts it. A batch that cannot be stored (the
+/// disk is full, say) is retried with back-off, holding every later event
+/// behind it: subscribers such as the roll-call engine see answers late
+/// rather than never, and the log keeps its order. Only at shutdown, or when
+/// the storage thread is gone, is a failing batch given up (and counted in
+/// the log).
 async fn persist_and_broadcast(
     storage: &Storage,
     live: &broadcast::Sender<Arc<Numbered>>,
     batch: Vec<(i64, Event)>,
+    cancel: &CancellationToken,
 ) {
-    let result = storage
+    let mut delay = RETRY_MIN;
+    let mut failures = 0u32;
+    let mut shutdown_attempts = 0u32;
+    loop {
+        match store(storage, batch.clone()).await {
+            Ok(numbered) => {
+                if failures > 0 {
+                    tracing::warn!(attempts = failures + 1, "events stored after retrying");
+                }
+                for n in numbered {
+                    let _ = live.send(Arc::new(n));
+                }
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::error!(error = %e, events = batch.len(), "cannot store events; holding them and every later event, retrying");
+                }
+                if cancel.is_cancelled() {
+                    shutdown_attempts += 1;
+                }
+                if matches!(e, StorageError::Closed) || shutdown_attempts > RETRIES_AT_SHUTDOWN {
+                    tracing::error!(error = %e, lost = batch.len(), "giving up storing events; they are not broadcast");
+                    return;
+                }
+                // Shutdown does not wait out a long back-off.
+                let wait = if cancel.is_cancelled() {
+                    RETRY_MIN
+                } else {
+                    delay
+                };
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+async fn store(storage: &Storage, batch: Vec<(i64, Event)>) -> Result<Vec<Numbered>, StorageError> {
+    storage
         .call(move |c| {
             let tx = c.transaction()?;
             let mut out = Vec::with_capacity(batch.len());
@@ -353,15 +422,7 @@ async fn persist_and_broadcast(
             tx.commit()?;
             Ok(out)
         })
-        .await;
-    match result {
-        Ok(numbered) => {
-            for n in numbered {
-                let _ = live.send(Arc::new(n));
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "cannot store events; they are not broadcast"),
-    }
+        .await
 }
 
 /// Reads stored events with `seq > after`, oldest first, at most `limit`.
@@ -422,6 +483,60 @@ mod tests {
         task.await.unwrap();
         let all = read_after(&storage, 0, 100).await.unwrap();
         assert_eq!(all.len(), 11, "the event published at shutdown is kept");
+        drop((bus, storage));
+        thread.join().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A store that fails (a full disk) holds the events and retries: none
+    /// is broadcast before it is stored, none is lost, order is kept.
+    #[tokio::test]
+    async fn events_that_cannot_be_stored_are_retried_not_dropped() {
+        let dir = crate::storage::tests_support::tempdir();
+        let (storage, thread) = crate::storage::open(&dir.join("db")).unwrap();
+        storage
+            .call(|c| {
+                c.execute_batch(
+                    "CREATE TRIGGER full BEFORE INSERT ON events
+                     BEGIN SELECT RAISE(ABORT, 'simulated disk full'); END;",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let cancel = CancellationToken::new();
+        let (bus, task) = Bus::spawn(storage.clone(), cancel.clone());
+        let mut rx = bus.subscribe();
+        for i in 0..5 {
+            bus.publish(Event::LinkUp {
+                link: format!("l{i}"),
+            });
+        }
+        let early = tokio::time::timeout(std::time::Duration::from_millis(400), rx.recv()).await;
+        assert!(early.is_err(), "broadcast before it was stored: {early:?}");
+        bus.publish(Event::LinkUp { link: "l5".into() });
+        storage
+            .call(|c| {
+                c.execute_batch("DROP TRIGGER full;")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        for i in 0..6 {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .expect("retried within the back-off")
+                .unwrap();
+            assert_eq!(
+                n.event,
+                Event::LinkUp {
+                    link: format!("l{i}")
+                }
+            );
+        }
+        assert_eq!(read_after(&storage, 0, 100).await.unwrap().len(), 6);
+        cancel.cancel();
+        task.await.unwrap();
         drop((bus, storage));
         thread.join().unwrap();
         std::fs::remove_dir_all(dir).unwrap();

@@ -112,6 +112,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
             dir,
             bitrate: config.recorder.bitrate,
             complexity: config.recorder.complexity,
+            min_free_bytes: (config.recorder.min_free_mb * 1024.0 * 1024.0) as u64,
         }
         .spawn(storage.clone(), bus.clone());
         recorder_parts = Some((thread, indexer));

@@ -638,10 +638,7 @@ path = "/nonexistent/pty"
         assert!(driver.describe().contains("no-such-card-here"));
         let (ev_tx, _ev_rx) = tokio::sync::mpsc::channel(16);
         let (_cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(16);
-        let mut io = rollcall_hw::link::DriverIo {
-            events: ev_tx,
-            commands: cmd_rx,
-        };
+        let mut io = rollcall_hw::link::DriverIo::new(ev_tx, cmd_rx);
         let result = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             driver.run(&mut io, cancel),

@@ -303,6 +303,16 @@ pub fn load_str(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
             ),
         );
     }
+    if !(recorder.min_free_mb >= 0.0 && recorder.min_free_mb.is_finite()) {
+        cx.error_at(
+            span_of(root, &["recorder", "min_free_mb"]),
+            "recorder.min_free_mb",
+            format!(
+                "{} is not a size; allowed 0 or more MiB",
+                recorder.min_free_mb
+            ),
+        );
+    }
 
     let link_ids = cx.unique_ids("link", links.iter().map(|(l, t)| (l.id.as_str(), t)));
     let channel_ids = cx.unique_ids("channel", channels.iter().map(|(c, t)| (c.id.as_str(), t)));

@@ -256,6 +256,12 @@ pub struct RecorderConfig {
     /// Delete oldest recordings while the total exceeds this many MiB (0 = no cap).
     #[serde(default)]
     pub max_total_mb: u64,
+    /// Free space (MiB, fractions allowed) kept on the recordings' file
+    /// system: below it recording pauses with an event, so the database,
+    /// usually on the same disk, can still commit; it resumes once there is
+    /// this much plus an eighth free again. 0 pauses only on a failed write.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: f64,
 }
 
 impl Default for RecorderConfig {
@@ -267,10 +273,14 @@ impl Default for RecorderConfig {
             complexity: default_complexity(),
             retention_days: default_retention_days(),
             max_total_mb: 0,
+            min_free_mb: default_min_free_mb(),
         }
     }
 }
 
+fn default_min_free_mb() -> f64 {
+    256.0
+}
 fn default_bitrate() -> i32 {
     12_000
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use rollcall_hw::audio::AudioFrame;
 use rollcall_hw::ogg::{Direction, OggOpusEncoder, RecordingTags, RecordingWriter};
@@ -14,6 +14,9 @@ use crate::storage::Storage;
 
 /// Identifies one open recording (allocated by the handle).
 pub type RecKey = u64;
+
+/// The first identity heard on a recording: kind, unit, roster guard.
+type Caller = (String, String, Option<String>);
 
 /// What a channel tells the recorder when a transmission starts.
 #[derive(Debug, Clone)]
@@ -75,11 +78,19 @@ enum Report {
         key: RecKey,
         duration_ms: u64,
         bytes: u64,
-        ani: Option<(String, String, Option<String>)>,
+        ani: Option<Caller>,
     },
     Failed {
         key: RecKey,
         error: String,
+    },
+    Paused {
+        reason: String,
+        free_bytes: u64,
+    },
+    Resumed {
+        paused_ms: u64,
+        free_bytes: u64,
     },
 }
 
@@ -89,11 +100,91 @@ pub struct Recorder {
     pub dir: PathBuf,
     pub bitrate: i32,
     pub complexity: i32,
+    /// Recording pauses while the recordings' file system has less free
+    /// space than this (`recorder.min_free_mb`).
+    pub min_free_bytes: u64,
+}
+
+/// How often the thread reads the free space (statvfs: one cheap syscall).
+const SPACE_CHECK: Duration = Duration::from_millis(500);
+
+/// The pause/resume rule, with hysteresis so a disk hovering at the floor
+/// does not flap.
+#[derive(Debug, Clone, Copy)]
+struct SpaceFloor {
+    min_free: u64,
+}
+
+impl SpaceFloor {
+    fn should_pause(self, free: u64) -> bool {
+        free < self.min_free
+    }
+    /// An eighth above the floor, and at least 1 MiB, so a floor of 0 (pause
+    /// only on failed writes) does not retry a full disk every check.
+    fn resume_at(self) -> u64 {
+        (self.min_free + self.min_free / 8).max(1 << 20)
+    }
+    fn may_resume(self, free: u64) -> bool {
+        free >= self.resume_at()
+    }
+}
+
+/// Bytes available to the daemon on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: statvfs only writes into the zeroed struct we pass, and `c` is
+    // a valid NUL-terminated path for the duration of the call.
+    let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut v) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(v.f_bavail as u64 * v.f_frsize as u64)
+}
+
+/// The recorder thread's state.
+struct ThreadState {
+    open: HashMap<RecKey, Open>,
+    /// Encoders are reused across recordings: libopus state is ~44 KB and
+    /// creating it per transmission is measurable at a hundred channels.
+    spare: Vec<OggOpusEncoder>,
+    /// Since when recording is paused for lack of space.
+    paused: Option<Instant>,
+    /// Transmissions that started (or were cut) while paused and are still
+    /// on the air.
+    waiting: HashMap<RecKey, StartRecording>,
+    /// Files whose write failed on a full disk, repaired on resume.
+    broken: Vec<(RecKey, PathBuf, Option<Caller>)>,
+    reports: mpsc::UnboundedSender<Report>,
+}
+
+impl ThreadState {
+    fn close(&mut self, key: RecKey, o: Open) {
+        let report = match o.writer.finish_and_recycle() {
+            Ok((summary, encoder)) => {
+                self.spare.push(encoder);
+                Report::Closed {
+                    key,
+                    duration_ms: summary.duration_ms,
+                    bytes: summary.bytes,
+                    ani: o.ani,
+                }
+            }
+            Err(e) => Report::Failed {
+                key,
+                error: e.to_string(),
+            },
+        };
+        let _ = self.reports.send(report);
+    }
 }
 
 struct Open {
     writer: RecordingWriter,
-    ani: Option<(String, String, Option<String>)>,
+    ani: Option<Caller>,
+    /// Kept so a transmission cut by a pause continues in a new file.
+    start: StartRecording,
 }
 
 impl Recorder {
@@ -126,71 +217,35 @@ impl Recorder {
     }
 
     fn thread_main(self, rx: std_mpsc::Receiver<Command>, reports: mpsc::UnboundedSender<Report>) {
-        let mut open: HashMap<RecKey, Open> = HashMap::new();
-        // Encoders are reused across recordings: libopus state is ~44 KB and
-        // creating it per transmission is measurable at a hundred channels.
-        let mut spare: Vec<OggOpusEncoder> = Vec::new();
-        while let Ok(cmd) = rx.recv() {
-            match cmd {
-                Command::Start(key, start) => match self.open(&start, spare.pop()) {
-                    Ok(writer) => {
-                        let path = writer.path().to_owned();
-                        open.insert(key, Open { writer, ani: None });
-                        let _ = reports.send(Report::Opened { key, start, path });
-                    }
-                    Err(error) => {
-                        let _ = reports.send(Report::Failed { key, error });
-                    }
-                },
-                Command::Frame(key, frame) => {
-                    if let Some(o) = open.get_mut(&key) {
-                        if let Err(e) = o.writer.push_frame(&frame) {
-                            open.remove(&key);
-                            let _ = reports.send(Report::Failed {
-                                key,
-                                error: e.to_string(),
-                            });
-                        }
-                    }
-                }
-                Command::Ani(key, kind, unit, guard) => {
-                    if let Some(o) = open.get_mut(&key) {
-                        // The first identity heard names the caller.
-                        if o.ani.is_none() {
-                            if let Err(e) = o.writer.set_ani(&format!("{kind}:{unit}")) {
-                                tracing::warn!(error = %e, "cannot tag recording with ANI");
-                            }
-                            o.ani = Some((kind, unit, guard));
-                        }
-                    }
-                }
-                Command::Finish(key) => {
-                    if let Some(o) = open.remove(&key) {
-                        match o.writer.finish_and_recycle() {
-                            Ok((summary, encoder)) => {
-                                spare.push(encoder);
-                                let _ = reports.send(Report::Closed {
-                                    key,
-                                    duration_ms: summary.duration_ms,
-                                    bytes: summary.bytes,
-                                    ani: o.ani,
-                                });
-                            }
-                            Err(e) => {
-                                let _ = reports.send(Report::Failed {
-                                    key,
-                                    error: e.to_string(),
-                                });
-                            }
-                        }
-                    }
-                }
+        let _ = std::fs::create_dir_all(&self.dir);
+        let mut st = ThreadState {
+            open: HashMap::new(),
+            spare: Vec::new(),
+            paused: None,
+            waiting: HashMap::new(),
+            broken: Vec::new(),
+            reports,
+        };
+        let mut next_check = Instant::now();
+        loop {
+            let wait = next_check.saturating_duration_since(Instant::now());
+            let cmd = match rx.recv_timeout(wait) {
+                Ok(cmd) => Some(cmd),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if Instant::now() >= next_check {
+                self.check_space(&mut st, None);
+                next_check = Instant::now() + SPACE_CHECK;
+            }
+            if let Some(cmd) = cmd {
+                self.handle(&mut st, cmd);
             }
         }
-        for (key, o) in open {
+        for (key, o) in st.open {
             match o.writer.finish() {
                 Ok(summary) => {
-                    let _ = reports.send(Report::Closed {
+                    let _ = st.reports.send(Report::Closed {
                         key,
                         duration_ms: summary.duration_ms,
                         bytes: summary.bytes,
@@ -198,11 +253,165 @@ impl Recorder {
                     });
                 }
                 Err(e) => {
-                    let _ = reports.send(Report::Failed {
+                    let _ = st.reports.send(Report::Failed {
                         key,
                         error: e.to_string(),
                     });
                 }
+            }
+        }
+    }
+
+    fn handle(&self, st: &mut ThreadState, cmd: Command) {
+        match cmd {
+            Command::Start(key, start) => {
+                if st.paused.is_some() {
+                    // Opened when space returns, if still on the air.
+                    st.waiting.insert(key, start);
+                    return;
+                }
+                match self.open(&start, st.spare.pop()) {
+                    Ok(writer) => {
+                        let path = writer.path().to_owned();
+                        st.open.insert(
+                            key,
+                            Open {
+                                writer,
+                                ani: None,
+                                start: start.clone(),
+                            },
+                        );
+                        let _ = st.reports.send(Report::Opened { key, start, path });
+                    }
+                    Err(error) => {
+                        // A full disk pauses (and the transmission waits);
+                        // any other failure loses this recording only.
+                        if !self.check_space(st, Some(&error)) {
+                            let _ = st.reports.send(Report::Failed { key, error });
+                        } else {
+                            st.waiting.insert(key, start);
+                        }
+                    }
+                }
+            }
+            Command::Frame(key, frame) => {
+                if let Some(o) = st.open.get_mut(&key) {
+                    if let Err(e) = o.writer.push_frame(&frame) {
+                        let o = st.open.remove(&key).expect("just looked up");
+                        let error = e.to_string();
+                        // The file ends in a partial page: repaired (cut at
+                        // its last whole page) and indexed when space is
+                        // back, or at the next start.
+                        st.broken
+                            .push((key, o.writer.path().to_owned(), o.ani.clone()));
+                        if self.check_space(st, Some(&error)) {
+                            st.waiting.insert(key, o.start);
+                        } else {
+                            st.broken.pop();
+                            let _ = st.reports.send(Report::Failed { key, error });
+                        }
+                    }
+                }
+            }
+            Command::Ani(key, kind, unit, guard) => {
+                if let Some(o) = st.open.get_mut(&key) {
+                    // The first identity heard names the caller.
+                    if o.ani.is_none() {
+                        if let Err(e) = o.writer.set_ani(&format!("{kind}:{unit}")) {
+                            tracing::warn!(error = %e, "cannot tag recording with ANI");
+                        }
+                        o.ani = Some((kind, unit, guard));
+                    }
+                }
+            }
+            Command::Finish(key) => {
+                st.waiting.remove(&key);
+                if let Some(o) = st.open.remove(&key) {
+                    st.close(key, o);
+                }
+            }
+        }
+    }
+
+    /// Checks the free space on the recordings' file system and pauses or
+    /// resumes. `failure` is a write that just failed: it pauses even above
+    /// the floor when the disk says it is full. Returns whether recording
+    /// is paused afterwards.
+    fn check_space(&self, st: &mut ThreadState, failure: Option<&str>) -> bool {
+        let free = match free_bytes(&self.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot read free space");
+                return st.paused.is_some();
+            }
+        };
+        let floor = SpaceFloor {
+            min_free: self.min_free_bytes,
+        };
+        match st.paused {
+            None => {
+                let disk_full = failure.is_some_and(|_| free < floor.resume_at());
+                if !floor.should_pause(free) && !disk_full {
+                    return false;
+                }
+                let reason = match failure {
+                    Some(e) if disk_full => format!("disk full: {e}"),
+                    _ => format!(
+                        "free space {} KiB is below the floor of {} KiB (recorder.min_free_mb)",
+                        free / 1024,
+                        floor.min_free / 1024
+                    ),
+                };
+                tracing::error!(%reason, dir = %self.dir.display(), "recording paused");
+                // Close what is open now, while the floor still leaves room;
+                // those transmissions continue in new files on resume.
+                let keys: Vec<RecKey> = st.open.keys().copied().collect();
+                for key in keys {
+                    let o = st.open.remove(&key).expect("listed above");
+                    st.waiting.insert(key, o.start.clone());
+                    st.close(key, o);
+                }
+                st.paused = Some(Instant::now());
+                let _ = st.reports.send(Report::Paused {
+                    reason,
+                    free_bytes: free,
+                });
+                true
+            }
+            Some(since) => {
+                if !floor.may_resume(free) {
+                    return true;
+                }
+                let paused_ms = since.elapsed().as_millis() as u64;
+                st.paused = None;
+                tracing::info!(paused_ms, free_kib = free / 1024, "recording resumed");
+                let _ = st.reports.send(Report::Resumed {
+                    paused_ms,
+                    free_bytes: free,
+                });
+                for (key, path, ani) in std::mem::take(&mut st.broken) {
+                    let report = match rollcall_hw::ogg::repair(&path) {
+                        Ok(o) => Report::Closed {
+                            key,
+                            duration_ms: o.duration_ms,
+                            bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                            ani,
+                        },
+                        Err(e) => Report::Failed {
+                            key,
+                            error: format!("cannot repair {}: {e}", path.display()),
+                        },
+                    };
+                    let _ = st.reports.send(report);
+                }
+                // Transmissions still on the air get a file from now on.
+                let mut waiting: Vec<(RecKey, StartRecording)> = st.waiting.drain().collect();
+                waiting.sort_by_key(|(k, _)| *k);
+                for (key, mut start) in waiting {
+                    start.start = SystemTime::now();
+                    self.handle(st, Command::Start(key, start));
+                }
+                st.paused.is_some()
             }
         }
     }
@@ -334,6 +543,18 @@ async fn indexer(storage: Storage, bus: Bus, mut reports: mpsc::UnboundedReceive
                     guard,
                 });
             }
+            Report::Paused { reason, free_bytes } => {
+                bus.publish(Event::RecordingPaused { reason, free_bytes });
+            }
+            Report::Resumed {
+                paused_ms,
+                free_bytes,
+            } => {
+                bus.publish(Event::RecordingResumed {
+                    paused_ms,
+                    free_bytes,
+                });
+            }
             Report::Failed { key, error } => {
                 rows.remove(&key);
                 tracing::error!(%error, "recording failed");
@@ -345,4 +566,93 @@ async fn indexer(storage: Storage, bus: Bus, mut reports: mpsc::UnboundedReceive
         }
     }
     tracing::info!(task = "recorder index", "stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_pauses_below_and_resumes_an_eighth_above() {
+        let f = SpaceFloor { min_free: 8 << 20 };
+        assert!(f.should_pause((8 << 20) - 1));
+        assert!(!f.should_pause(8 << 20));
+        assert!(!f.may_resume(8 << 20), "no flapping at the floor");
+        assert!(f.may_resume(9 << 20));
+        // A floor of 0 never pauses on its own, and after a failed write
+        // waits for 1 MiB rather than retrying a full disk at once.
+        let zero = SpaceFloor { min_free: 0 };
+        assert!(!zero.should_pause(0));
+        assert!(!zero.may_resume(4096));
+        assert!(zero.may_resume(1 << 20));
+    }
+
+    #[test]
+    fn free_space_is_read_from_the_file_system() {
+        let dir = crate::storage::tests_support::tempdir();
+        assert!(free_bytes(&dir).unwrap() > 0);
+        assert!(free_bytes(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Below the floor nothing is opened, the pause is an event, and the
+    /// transmission is neither indexed nor reported as failed.
+    #[tokio::test]
+    async fn below_the_floor_recording_pauses_with_an_event() {
+        let dir = crate::storage::tests_support::tempdir();
+        let (storage, thread) = crate::storage::open(&dir.join("db")).unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (bus, bus_task) = Bus::spawn(storage.clone(), cancel.clone());
+        let mut rx = bus.subscribe();
+        let recordings = dir.join("rec");
+        let (handle, rec_thread, indexer) = Recorder {
+            dir: recordings.clone(),
+            bitrate: 12_000,
+            complexity: 0,
+            min_free_bytes: u64::MAX / 2,
+        }
+        .spawn(storage.clone(), bus.clone());
+        let key = handle.start(StartRecording {
+            channel: "ch".into(),
+            link: "l".into(),
+            direction: Direction::Rx,
+            source: "rx".into(),
+            start: SystemTime::now(),
+        });
+        for _ in 0..10 {
+            handle.frame(key, &AudioFrame::SILENCE);
+        }
+        handle.finish(key);
+        let n = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let Event::RecordingPaused { reason, free_bytes } = &n.event else {
+            panic!("expected a pause, got {:?}", n.event);
+        };
+        assert!(reason.contains("recorder.min_free_mb"), "{reason}");
+        assert!(*free_bytes > 0);
+        drop(handle);
+        rec_thread.join().unwrap();
+        indexer.await.unwrap();
+        let files = std::fs::read_dir(&recordings).unwrap().count();
+        assert_eq!(files, 0, "nothing written while paused");
+        let rows: i64 = storage
+            .call(|c| Ok(c.query_row("SELECT count(*) FROM recordings", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+        cancel.cancel();
+        bus_task.await.unwrap();
+        let kinds: Vec<String> = crate::events::read_after(&storage, 0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.2)
+            .collect();
+        assert_eq!(kinds, vec!["recording_paused"], "no error event either");
+        drop((bus, storage));
+        thread.join().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -88,12 +88,32 @@ pub enum LinkError {
 pub struct DriverIo {
     pub events: mpsc::Sender<LinkEvent>,
     pub commands: mpsc::Receiver<LinkCommand>,
+    /// When the current run last reported [`LinkEvent::Up`]; the supervisor
+    /// reads it to tell a device that worked from one that never came up.
+    up_at: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl DriverIo {
+    pub fn new(events: mpsc::Sender<LinkEvent>, commands: mpsc::Receiver<LinkCommand>) -> Self {
+        DriverIo {
+            events,
+            commands,
+            up_at: std::sync::Mutex::new(None),
+        }
+    }
+
     /// Sends an event, dropping it if the daemon side is gone (shutdown).
     pub async fn emit(&self, event: LinkEvent) {
+        if matches!(event, LinkEvent::Up) {
+            *self.up_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(tokio::time::Instant::now());
+        }
         let _ = self.events.send(event).await;
+    }
+
+    /// Takes the time of the last `Up` (clearing it for the next run).
+    pub(crate) fn take_up_at(&self) -> Option<tokio::time::Instant> {
+        self.up_at.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 

@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{DriverIo, LinkDriver, LinkEvent, LinkHandle};
 
-/// Capped exponential back-off. A run that stayed up longer than `reset_after`
-/// starts the next retry from `initial` again.
+/// Capped exponential back-off. A run that lasted longer than `reset_after`,
+/// or that came up and stayed up for [`STABLE_UP`], starts the next retry
+/// from `initial` again.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     pub initial: Duration,
@@ -34,6 +35,12 @@ impl Backoff {
     }
 }
 
+/// A run that came up and stayed up this long proved its device works, so
+/// its failure is a new incident (a cable pulled and plugged back) retried
+/// from `initial`, not the next step of a failing start; a device that drops
+/// within a second of coming up keeps backing off.
+pub const STABLE_UP: Duration = Duration::from_secs(1);
+
 /// Queue depths: 50 frames is one second of audio either way.
 const COMMAND_QUEUE: usize = 64;
 const EVENT_QUEUE: usize = 256;
@@ -55,10 +62,7 @@ pub fn spawn_supervised(
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
     let handle = LinkHandle::new(id.clone(), cmd_tx);
     let task = tokio::spawn(async move {
-        let mut io = DriverIo {
-            events: ev_tx,
-            commands: cmd_rx,
-        };
+        let mut io = DriverIo::new(ev_tx, cmd_rx);
         let mut delay = backoff.initial;
         loop {
             let started = tokio::time::Instant::now();
@@ -69,7 +73,8 @@ pub fn spawn_supervised(
                 tracing::info!(link = %id, "link driver stopped");
                 break;
             }
-            if started.elapsed() >= backoff.reset_after {
+            let stable = io.take_up_at().is_some_and(|t| t.elapsed() >= STABLE_UP);
+            if stable || started.elapsed() >= backoff.reset_after {
                 delay = backoff.initial;
             }
             let reason = match result {
@@ -158,6 +163,63 @@ mod tests {
         cancel.cancel();
         task.await.unwrap();
         assert_eq!(runs.load(Ordering::SeqCst), 4);
+    }
+
+    /// Comes up, stays up `up_for`, then fails: a device unplugged again and
+    /// again.
+    struct Unplugged {
+        up_for: Duration,
+    }
+
+    impl LinkDriver for Unplugged {
+        fn describe(&self) -> String {
+            "unplugged".into()
+        }
+        fn run<'a>(
+            &'a mut self,
+            io: &'a mut DriverIo,
+            _cancel: CancellationToken,
+        ) -> BoxFuture<'a, Result<(), LinkError>> {
+            Box::pin(async move {
+                io.emit(LinkEvent::Up).await;
+                tokio::time::sleep(self.up_for).await;
+                Err(LinkError::Protocol("device disappeared".into()))
+            })
+        }
+    }
+
+    async fn retry_delays(up_for: Duration, n: usize) -> Vec<Duration> {
+        let cancel = CancellationToken::new();
+        let (_h, mut events, task) = spawn_supervised(
+            "l1",
+            Box::new(Unplugged { up_for }),
+            Backoff::default(),
+            cancel.clone(),
+        );
+        let mut delays = Vec::new();
+        while delays.len() < n {
+            if let LinkEvent::Down { retry_in, .. } = events.recv().await.unwrap() {
+                delays.push(retry_in);
+            }
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        delays
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_device_that_worked_is_retried_at_once_after_each_loss() {
+        let delays = retry_delays(Duration::from_secs(2), 8).await;
+        assert_eq!(delays, vec![Duration::from_millis(250); 8]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flapping_device_still_backs_off() {
+        let delays = retry_delays(Duration::from_millis(100), 4).await;
+        assert_eq!(
+            delays,
+            [250, 500, 1000, 2000].map(Duration::from_millis).to_vec()
+        );
     }
 
     #[test]

@@ -342,10 +342,7 @@ mod tests {
         let mut link = ControlLink::new(Box::new(EchoBackend { seen: seen.clone() }));
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         let (ev_tx, mut ev_rx) = mpsc::channel(8);
-        let mut io = DriverIo {
-            events: ev_tx,
-            commands: cmd_rx,
-        };
+        let mut io = DriverIo::new(ev_tx, cmd_rx);
         let cancel = CancellationToken::new();
         let run_cancel = cancel.clone();
         let task = tokio::spawn(async move { link.run(&mut io, run_cancel).await });
