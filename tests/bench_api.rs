@@ -331,11 +331,15 @@ fn main() {
         assert_eq!(opened.len(), EVENT_CYCLES, "cor open events");
         assert_eq!(started.len(), EVENT_CYCLES, "transmission_started events");
         let (mut cor, mut tx, mut stamped) = (Vec::new(), Vec::new(), Vec::new());
+        // Per event: the first and the last console to get it.
+        let mut span: HashMap<i64, (Instant, Instant)> = HashMap::new();
         for l in &subs.lists {
             for a in l.lock().unwrap().iter() {
                 if !(first..=last).contains(&a.seq) {
                     continue;
                 }
+                let s = span.entry(a.seq).or_insert((a.at, a.at));
+                *s = (s.0.min(a.at), s.1.max(a.at));
                 if let Some(&k) = opened.get(&a.seq) {
                     cor.push(diff_ms(a.at, causes[k]));
                 }
@@ -361,6 +365,23 @@ fn main() {
             &mut table,
             &format!("fan-out: RoIP packet sent → `transmission_started` at each of {SUBSCRIBERS} subscribers"),
             &mut tx,
+            None,
+        );
+        let mut first_cor: Vec<f64> = opened
+            .iter()
+            .map(|(seq, &k)| diff_ms(span[seq].0, causes[k]))
+            .collect();
+        row(
+            &mut table,
+            &format!("fan-out: RoIP packet sent → `cor` event at the first of {SUBSCRIBERS} subscribers (stored, then sent)"),
+            &mut first_cor,
+            None,
+        );
+        let mut spread: Vec<f64> = span.values().map(|&(a, b)| diff_ms(b, a)).collect();
+        row(
+            &mut table,
+            &format!("fan-out: spread, first → last of {SUBSCRIBERS} subscribers to get an event, every event"),
+            &mut spread,
             None,
         );
         row(
