@@ -7,6 +7,8 @@
 //!   consoles (each on its own connection); every event is also timed from
 //!   its own `ts_ms` (a millisecond stamp: an upper bound, ≤ 1 ms coarse).
 //!   Every console must get every stored event once, in order (asserted).
+//!   The consoles run in this process on the same cores as the daemon, so
+//!   their own receive work is inside the figures.
 //! - **monitor**: RoIP audio into a link, `AudioService.Monitor` frames out.
 //! - **patch**: RoIP audio into link A of a merged channel, RTP out of link B.
 //!
@@ -20,18 +22,21 @@
 //! has two figures:
 //! - *raw*: packet `n` sent → frame out (includes the hold);
 //! - *net*: frame out − (first packet of its talkspurt sent + 20 ms + 20·n
-//!   ms), i.e. the time after the buffer's scheduled release. It includes the
-//!   packet's loopback transit and the playout timer's wake-up (tokio timers
-//!   tick in whole ms), so it is an upper bound on processing cost; it is
-//!   the figure compared with the 5 ms goal ("RoIP packet in to gRPC frame
-//!   out", which a 20 ms minimum hold would otherwise make impossible).
+//!   ms), i.e. the time after the buffer's scheduled release. The buffer
+//!   anchors on the first packet's *arrival*, which is after its send, so
+//!   this includes that packet's loopback transit and receive, and the
+//!   playout timer's wake-up (tokio timers tick in whole ms): an upper bound
+//!   on processing cost. It is the figure compared with the 5 ms goal ("RoIP
+//!   packet in to gRPC frame out", which a 20 ms minimum hold would
+//!   otherwise make impossible). A packet this loaded test sends too late
+//!   for its slot (concealment plays instead) is left out and counted.
 //!
 //! Monitor frames carry Opus, so frame `n` of a talkspurt is matched by
 //! order (the link's frames are strictly ordered; concealed frames only
 //! follow the last one). Patched frames are PCMU passed through unchanged,
 //! so they are matched by their payload bytes.
 //!
-//! Prints a markdown table; also appends it to `$BENCH_OUT/api.md`.
+//! Prints a markdown table; also writes it to `$BENCH_OUT/api.md`.
 
 #[path = "support/fanout.rs"]
 mod fanout;
