@@ -28,8 +28,9 @@
 //!   playout timer's wake-up (tokio timers tick in whole ms): an upper bound
 //!   on processing cost. It is the figure compared with the 5 ms goal ("RoIP
 //!   packet in to gRPC frame out", which a 20 ms minimum hold would
-//!   otherwise make impossible). A packet this loaded test sends too late
-//!   for its slot (concealment plays instead) is left out and counted.
+//!   otherwise make impossible). From a packet this loaded test sends too
+//!   late for its slot (concealment plays instead) to the end of its
+//!   talkspurt, frames are left out and counted.
 //!
 //! Monitor frames carry Opus, so frame `n` of a talkspurt is matched by
 //! order (the link's frames are strictly ordered; concealed frames only
@@ -261,11 +262,15 @@ fn audio_latency(sent: &[Vec<Instant>], k: usize, n: usize, at: Instant) -> (f64
     (diff_ms(at, sent[k][n]), diff_ms(at, release(sent, k, n)))
 }
 
-/// A packet the (loaded) test machine sent so late that it may have missed
-/// its playout slot, which then carried concealment instead: such frames are
-/// left out of the figures and counted.
-fn sent_late(sent: &[Vec<Instant>], k: usize, n: usize) -> bool {
-    sent[k][n] + LATE_MARGIN > release(sent, k, n)
+/// The first packet of talkspurt `k` the (loaded) test machine sent so late
+/// that it may have missed its playout slot (`FRAMES` if none). From there
+/// on the slot held concealment, and after 4 such slots the buffer ends the
+/// talkspurt and re-anchors on the next packet, so the schedule is no longer
+/// known: frames from it on are left out of the figures and counted.
+fn first_late(sent: &[Vec<Instant>], k: usize) -> usize {
+    (0..FRAMES)
+        .find(|&n| sent[k][n] + LATE_MARGIN > release(sent, k, n))
+        .unwrap_or(FRAMES)
 }
 
 /// The talkspurt whose window `[first packet, next talkspurt's first
@@ -451,17 +456,16 @@ fn main() {
         }
         let (mut raw, mut net, mut late) = (Vec::new(), Vec::new(), 0);
         for (k, arrivals) in per.iter().enumerate() {
+            let cut = first_late(&sent, k);
+            late += FRAMES - cut;
             // Each packet once, then at most the buffer's 3 concealed frames.
             assert!(
-                (FRAMES..=FRAMES + 3).contains(&arrivals.len()),
+                arrivals.len() >= cut
+                    && (cut < FRAMES || arrivals.len() <= FRAMES + 3),
                 "talkspurt {k}: {} monitor frames for {FRAMES} packets",
                 arrivals.len()
             );
-            for (n, at) in arrivals.iter().take(FRAMES).enumerate() {
-                if sent_late(&sent, k, n) {
-                    late += 1;
-                    continue;
-                }
+            for (n, at) in arrivals.iter().take(cut).enumerate() {
                 let (r, t) = audio_latency(&sent, k, n, *at);
                 raw.push(r);
                 net.push(t);
@@ -481,7 +485,7 @@ fn main() {
         );
         let _ = writeln!(
             table,
-            "| monitor: packets the test sent too late for their slot (left out) | {late} of {} | — | — | — | — | — |",
+            "| monitor: frames left out, from a packet the test sent too late for its slot to its talkspurt's end | {late} of {} | — | — | — | — | — |",
             TALKSPURTS * FRAMES
         );
     });
@@ -541,21 +545,17 @@ fn main() {
                 "frame {n} of talkspurt {k} out of order"
             );
             prev = Some((k, n));
-            if sent_late(&sent, k, n) {
+            if n >= first_late(&sent, k) {
                 continue;
             }
             let (r, t) = audio_latency(&sent, k, n, *at);
             raw.push(r);
             net.push(t);
         }
-        let late: Vec<(usize, usize)> = (0..TALKSPURTS)
-            .flat_map(|k| (0..FRAMES).map(move |n| (k, n)))
-            .filter(|&(k, n)| sent_late(&sent, k, n))
+        let kept: Vec<(usize, usize)> = (0..TALKSPURTS)
+            .flat_map(|k| (0..first_late(&sent, k)).map(move |n| (k, n)))
             .collect();
-        let missing = (0..TALKSPURTS)
-            .flat_map(|k| (0..FRAMES).map(move |n| (k, n)))
-            .filter(|f| !seen.contains_key(f) && !late.contains(f))
-            .count();
+        let missing = kept.iter().filter(|f| !seen.contains_key(f)).count();
         row(
             &mut table,
             "patch: RoIP packet into link A → RTP out of link B, raw (includes the 20 ms jitter-buffer hold)",
@@ -571,13 +571,13 @@ fn main() {
         let _ = writeln!(
             table,
             "| patch: frames sent in time but not patched byte for byte | {missing} of {} | — | — | — | 0 | {} |",
-            TALKSPURTS * FRAMES - late.len(),
+            kept.len(),
             if missing == 0 { "met" } else { "MISSED" }
         );
         let _ = writeln!(
             table,
-            "| patch: packets the test sent too late for their slot (left out) | {} of {} | — | — | — | — | — |",
-            late.len(),
+            "| patch: frames left out, from a packet the test sent too late for its slot to its talkspurt's end | {} of {} | — | — | — | — | — |",
+            TALKSPURTS * FRAMES - kept.len(),
             TALKSPURTS * FRAMES
         );
     }
