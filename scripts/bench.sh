@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 out=bench/RESULTS.md
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# p99 latencies follow the machine's load: the table records it.
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 benches=(ani_speed ani_noise recorder_cost roip_capacity channel_capacity)
 for b in "${benches[@]}"; do
@@ -15,8 +17,13 @@ for b in "${benches[@]}"; do
     echo "bench $b failed:" >&2; cat "$tmp/$b.err" >&2; echo "(failed: see stderr of make bench)" >"$tmp/$b.txt"; }
 done
 
-echo "== bench rollcall (real daemon, a few minutes)" >&2
-cargo bench -q -p rollcalld --bench rollcall 2>/dev/null | grep '^|' >"$tmp/rollcall.txt" || echo "(failed)" >>"$tmp/rollcall.txt"
+# Whole-daemon benches: each starts the release rollcalld and prints table rows.
+daemon_benches=(rollcall api footprint)
+for b in "${daemon_benches[@]}"; do
+  echo "== bench $b (real daemon, a few minutes)" >&2
+  cargo bench -q -p rollcalld --bench "$b" 2>"$tmp/$b.err" | grep '^|' >"$tmp/$b.txt" || {
+    echo "bench $b failed:" >&2; tail -20 "$tmp/$b.err" >&2; echo "(failed: see stderr of make bench)" >>"$tmp/$b.txt"; }
+done
 
 {
   echo "# Benchmark results"
@@ -29,6 +36,7 @@ cargo bench -q -p rollcalld --bench rollcall 2>/dev/null | grep '^|' >"$tmp/roll
   echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') |"
   echo "| cores | $(nproc) |"
   echo "| memory | $(free -h | awk '/Mem:/{print $2}') |"
+  echo "| load average at start / end | $load_start / $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| rustc | $(rustc --version) |"
   echo "| libopus | $(dpkg-query -W -f='${Version}' libopus0 2>/dev/null || echo unknown) |"
   echo "| multimon-ng | $(dpkg-query -W -f='${Version}' multimon-ng 2>/dev/null || echo unknown) |"
@@ -40,16 +48,13 @@ cargo bench -q -p rollcalld --bench rollcall 2>/dev/null | grep '^|' >"$tmp/roll
     cat "$tmp/$b.txt"
     echo '```'
   done
-  echo
-  echo "## rollcall"
-  echo
-  echo '```'
-  cat "$tmp/rollcall.txt"
-  echo '```'
-  echo
-  echo "## Not measured yet"
-  echo
-  echo "- Event fan-out latency to 100 subscribers, Monitor latency, RSS at 64/256"
-  echo "  channels, start-up time: no bench yet."
+  for b in "${daemon_benches[@]}"; do
+    echo
+    echo "## $b"
+    echo
+    echo '```'
+    cat "$tmp/$b.txt"
+    echo '```'
+  done
 } >"$out"
 echo "wrote $out" >&2
