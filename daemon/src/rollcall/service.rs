@@ -602,10 +602,18 @@ impl RollcallService {
                 tracing::warn!(run = id, "unfinished roll call closed as interrupted");
                 continue;
             }
-            let (rec, saved) = self
+            let (rec, saved, heard) = self
                 .inner
                 .storage
-                .call(move |c| Ok((store::load_run(c, id)?, store::saved_slots(c, id)?)))
+                .call(move |c| {
+                    let rec = store::load_run(c, id)?;
+                    let since = rec.as_ref().map_or(i64::MAX, |r| r.run.started_ms);
+                    Ok((
+                        rec,
+                        store::saved_slots(c, id)?,
+                        store::heard_since(c, since)?,
+                    ))
+                })
                 .await?;
             let Some(rec) = rec else { continue };
             let snap = self.inner.roster.snapshot();
@@ -658,7 +666,7 @@ impl RollcallService {
                 .window_end_ms
                 .and_then(|m| Timestamp::from_millisecond(m).ok());
             let rx = self.inner.bus.subscribe();
-            let run = Run::resume(plan, &saved, start, window_end, now);
+            let run = Run::resume(plan, &saved, &heard, start, window_end, now);
             tracing::info!(run = id, "unfinished roll call resumed");
             self.spawn_run(run, rx);
         }

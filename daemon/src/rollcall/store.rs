@@ -409,6 +409,32 @@ pub fn list_runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, St
     Ok(rows)
 }
 
+/// The identities and app acks stored on the bus since `since_ms` (a run's
+/// start), oldest first, with their times: what a resumed run may have heard
+/// without committing its result.
+pub fn heard_since(
+    conn: &Connection,
+    since_ms: i64,
+) -> Result<Vec<(Timestamp, crate::events::Event)>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ts_ms, body FROM events WHERE ts_ms >= ?1 AND kind IN ('ani', 'app_ack') ORDER BY seq",
+    )?;
+    let rows = stmt
+        .query_map([since_ms], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(ts, body)| {
+            Some((
+                Timestamp::from_millisecond(ts).ok()?,
+                serde_json::from_str(&body).ok()?,
+            ))
+        })
+        .collect())
+}
+
 /// Per-guard saved state of a run, for resuming it.
 pub fn saved_slots(
     conn: &Connection,
