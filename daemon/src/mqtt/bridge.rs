@@ -10,9 +10,10 @@
 //!   the outbox for rows not yet handed over on this connection.
 //! - **deleter**: deletes acknowledged rows in batches.
 //! - **acker**: PUBACKs inbound messages in the order they came (manual
-//!   acks): a roll-call answer only once its event is committed, so a crash
-//!   between the two leaves the message with the broker, which redelivers
-//!   it to the next life of the daemon's persistent session.
+//!   acks): a roll-call answer only once its event is committed, an alert
+//!   ack once it is stored, so a crash between the two leaves the message
+//!   with the broker, which redelivers it to the next life of the daemon's
+//!   persistent session.
 //!
 //! Nothing here awaits a publish: `try_publish` either queues the request or
 //! fails, and a row that was not queued stays in the outbox for the next
@@ -322,7 +323,8 @@ async fn poll(
 
 /// Validates an inbound message and hands it on; refusals become
 /// `Event::Error { source: topic }`. Never blocks. Returns what its PUBACK
-/// must wait for: a roll-call answer's event being committed.
+/// must wait for: a roll-call answer's event being committed, an alert ack
+/// being stored.
 fn inbound(cx: &Arc<Cx>, p: &rumqttc::Publish) -> Option<oneshot::Receiver<()>> {
     let topic = p.topic.as_str();
     let error = |message: String| {
@@ -348,17 +350,14 @@ fn inbound(cx: &Arc<Cx>, p: &rumqttc::Publish) -> Option<oneshot::Receiver<()>> 
             // Stored events are what a resumed run reads back (see
             // `RollcallService::recover_runs`): once committed, the answer
             // survives a crash, so only then may the broker forget it.
-            return Some(cx.bus.publish_stored(Event::AppAck {
+            Some(cx.bus.publish_stored(Event::AppAck {
                 app_id,
                 ref_id: format!("rollcall-{run_id}"),
                 ts_ms: crate::storage::now_ms(),
-            }));
+            }))
         }
         Ok(Inbound::Ack { guard, alert_id }) => match &cx.alerts {
-            Some(a) => {
-                a.submit_app_ack(alert_id, &guard, topic);
-                None
-            }
+            Some(a) => Some(a.submit_app_ack(alert_id, &guard, topic)),
             None => error("alerts are not running".into()),
         },
         Ok(Inbound::CreateAlert {
