@@ -410,6 +410,12 @@ impl Run {
     /// (and acknowledged it to the sender) but died before the result was
     /// committed. A guard still pending in `saved` who answered there counts
     /// as having answered at that time; unknown identities are not replayed.
+    ///
+    /// Group mode: if guards are still pending and the window is open, the
+    /// built-in announcement goes out again. Whoever answered while the
+    /// daemon was down was not heard (not a lost answer, but he must be
+    /// asked again), and a kill during the first announcement may have cut
+    /// it short; those who were heard and answer twice count once.
     pub fn resume(
         plan: RunPlan,
         saved: &HashMap<String, SavedSlot>,
@@ -468,7 +474,17 @@ impl Run {
             };
             run.window_end = Some(end);
         }
-        run.stage = Stage::Next(0);
+        let pending = run.slots.iter().any(|s| s.outcome == Outcome::Pending);
+        let open = run.window_end.is_some_and(|end| now.mono < end);
+        if run.plan.has(RollcallMode::Group) && pending && open {
+            run.stage = Stage::Announcing;
+            run.actions.push_back(Action::Transmit {
+                guard: None,
+                samples: Arc::new(builtin_announcement()),
+            });
+        } else {
+            run.stage = Stage::Next(0);
+        }
         run.advance(now);
         run
     }
@@ -1377,5 +1393,56 @@ mod tests {
             .any(|a| matches!(a, Action::Store(StoreOp::Unknown { .. }))));
         assert_eq!(run.outcome("p"), Some(Outcome::Late));
         assert_eq!(run.state(), RunState::Finished);
+    }
+
+    #[test]
+    fn resumed_group_run_announces_again_while_guards_are_pending() {
+        let mut clk = Clock::new();
+        let guards = vec![
+            guard("p", None, &[("dtmf", "301")], None),
+            guard("q", None, &[("dtmf", "302")], None),
+        ];
+        let p = plan(&[RollcallMode::Group], guards);
+        let start = clk.0.wall;
+        let end = start + jiff::SignedDuration::from_secs(60);
+        let answered = |g: &str| -> HashMap<String, SavedSlot> {
+            [(
+                g.to_string(),
+                SavedSlot {
+                    outcome: Outcome::Answered,
+                    attempts: 0,
+                },
+            )]
+            .into()
+        };
+        let announces = |acts: &[Action]| {
+            acts.iter()
+                .filter(|a| matches!(a, Action::Transmit { guard: None, .. }))
+                .count()
+        };
+        // q is pending, 30 s of the window left: announce again; his answer
+        // to it counts, and the run closes once everyone answered.
+        let now = clk.advance(30_000);
+        let mut run = Run::resume(p.clone(), &answered("p"), &[], start, Some(end), now);
+        assert_eq!(announces(&drain(&mut run)), 1);
+        run.handle_tx_done(Ok(()), clk.advance(2_000));
+        assert_eq!(run.poll_timeout(), Some(now.mono + Duration::from_secs(30)));
+        run.handle_event(&ani("dtmf", "302", ""), clk.advance(1_000));
+        assert_eq!(run.outcome("q"), Some(Outcome::Late));
+        assert_eq!(run.state(), RunState::Finished);
+        // Killed during the first announcement (no window stored yet): the
+        // announcement goes out again and the window starts now.
+        let mut run = Run::resume(p.clone(), &HashMap::new(), &[], start, None, clk.0);
+        assert_eq!(announces(&drain(&mut run)), 1);
+        // Nobody pending, or the window over: no announcement.
+        let mut both = answered("p");
+        both.extend(answered("q"));
+        let mut run = Run::resume(p.clone(), &both, &[], start, Some(end), clk.0);
+        assert_eq!(announces(&drain(&mut run)), 0);
+        assert_eq!(run.state(), RunState::Finished);
+        let late = clk.advance(60_000);
+        let mut run = Run::resume(p, &answered("p"), &[], start, Some(end), late);
+        assert_eq!(announces(&drain(&mut run)), 0);
+        assert_eq!(run.outcome("q"), Some(Outcome::Missed));
     }
 }

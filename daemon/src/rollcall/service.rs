@@ -656,7 +656,8 @@ impl RollcallService {
                     .clone()
                     .unwrap_or_else(|| RunOptions::from_defaults(&self.inner.defaults)),
                 // Clips are not replayed after a restart: the calls still
-                // go out, the announcement was already heard.
+                // go out, and a group run with guards pending announces
+                // again with the built-in tones (see `Run::resume`).
                 announcement: None,
                 call_clip: None,
             };
