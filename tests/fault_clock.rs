@@ -228,6 +228,17 @@ fn start(dir: &Path, cfg: &str, clock: &FakeClock) -> Daemon {
     d
 }
 
+/// Starts the daemon with its clock minutes before `due` and, once it is
+/// ready however long that took on a loaded machine, steps the clock to
+/// 20 s before `due`: more than the scheduler's 15 s wake step, so it sees
+/// the step and still fires on time.
+fn start_before(dir: &Path, cfg: &str, due: Timestamp) -> (FakeClock, Daemon) {
+    let clock = FakeClock::new(dir, due - SignedDuration::from_mins(5));
+    let d = start(dir, cfg, &clock);
+    clock.set(due - SignedDuration::from_secs(20));
+    (clock, d)
+}
+
 fn report(name: &str, figure: &str, value: impl std::fmt::Display) {
     println!("FAULT clock_{name}: {figure} = {value}");
 }
@@ -238,9 +249,8 @@ fn berlin_spring_forward_fires_once_at_the_transition() {
     let dir = TempDir::new("clock-a");
     let grpc = free_port();
     let cfg = config(dir.path(), grpc, &[("gap", "02:30", "Europe/Berlin", 900)]);
-    // 01:59:50 CET; at 02:00 CET the clocks go to 03:00 CEST (01:00Z).
-    let clock = FakeClock::new(dir.path(), ts("2026-03-29T00:59:50Z"));
-    let d = start(dir.path(), &cfg, &clock);
+    // At 02:00 CET the clocks go to 03:00 CEST (01:00Z).
+    let (clock, d) = start_before(dir.path(), &cfg, ts("2026-03-29T01:00:00Z"));
     let r = wait_runs(dir.path(), 1, &d);
     assert_eq!(r[0].schedule, "gap");
     assert_eq!(r[0].due, ts("2026-03-29T01:00:00Z"), "{r:?}");
@@ -279,9 +289,8 @@ fn berlin_fall_back_fires_once_at_the_first_occurrence() {
     let dir = TempDir::new("clock-b");
     let grpc = free_port();
     let cfg = config(dir.path(), grpc, &[("fold", "02:30", "Europe/Berlin", 900)]);
-    // 02:29:50 CEST; 02:30 happens at 00:30Z and again at 01:30Z (CET).
-    let clock = FakeClock::new(dir.path(), ts("2026-10-25T00:29:50Z"));
-    let d = start(dir.path(), &cfg, &clock);
+    // 02:30 happens at 00:30Z (CEST) and again at 01:30Z (CET).
+    let (clock, d) = start_before(dir.path(), &cfg, ts("2026-10-25T00:30:00Z"));
     let r = wait_runs(dir.path(), 1, &d);
     assert_eq!(r[0].due, ts("2026-10-25T00:30:00Z"), "{r:?}");
     // Skip the hour in between: 02:29:58 CET, the second 02:30 is near.
@@ -352,8 +361,7 @@ fn clock_stepped_back_after_a_run_does_not_fire_again() {
     let dir = TempDir::new("clock-d");
     let grpc = free_port();
     let cfg = config(dir.path(), grpc, &[("a", "10:00", "UTC", 900)]);
-    let clock = FakeClock::new(dir.path(), ts("2026-05-04T09:59:50Z"));
-    let d = start(dir.path(), &cfg, &clock);
+    let (clock, d) = start_before(dir.path(), &cfg, ts("2026-05-04T10:00:00Z"));
     let r = wait_runs(dir.path(), 1, &d);
     assert_eq!(r[0].due, ts("2026-05-04T10:00:00Z"));
     // NTP steps the clock back an hour...
