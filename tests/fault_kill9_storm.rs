@@ -9,9 +9,10 @@
 //! committed them, must still be counted by a later life. Pass criteria:
 //! every acknowledged ack is an answer in the final result (0 lost), an
 //! answer once committed never changes, every answer the daemon announced
-//! (its stored `rollcall_guard_closed` events) is in the result, exactly one
-//! run row, the run finishes with everyone answered, and
-//! `PRAGMA integrity_check` is ok after every kill.
+//! (its stored `rollcall_guard_closed` events) is in the result and every
+//! answer in the result was announced, exactly one run row, the run
+//! finishes with everyone answered, and `PRAGMA integrity_check` is ok
+//! after every kill.
 //!
 //! The radio side (a group roll call answered by DTMF on the simulated base
 //! station) is the second test: there an answer the dead daemon could not
@@ -290,6 +291,20 @@ fn kill9_storm_loses_no_acknowledged_answer() {
             "announced {ev}"
         );
     }
+    // ...and every answer in it was announced, even one committed by a
+    // life killed before it could say so (the next life does).
+    let announced_guards: BTreeSet<&str> = announced
+        .iter()
+        .filter_map(|ev| ev["guard"].as_str())
+        .collect();
+    let silent: Vec<&String> = fin
+        .keys()
+        .filter(|g| !announced_guards.contains(g.as_str()))
+        .collect();
+    assert!(
+        silent.is_empty(),
+        "seed {seed}: never announced: {silent:?}"
+    );
     let runs: i64 = c
         .query_row("SELECT COUNT(*) FROM rollcall_runs", [], |r| r.get(0))
         .unwrap();

@@ -602,7 +602,7 @@ impl RollcallService {
                 tracing::warn!(run = id, "unfinished roll call closed as interrupted");
                 continue;
             }
-            let (rec, saved, heard) = self
+            let (rec, saved, heard, announced) = self
                 .inner
                 .storage
                 .call(move |c| {
@@ -612,10 +612,22 @@ impl RollcallService {
                         rec,
                         store::saved_slots(c, id)?,
                         store::heard_since(c, since)?,
+                        store::announced_guards(c, id, since)?,
                     ))
                 })
                 .await?;
             let Some(rec) = rec else { continue };
+            // Results the previous life committed but died before
+            // announcing: announced now, late rather than never.
+            for row in &rec.results {
+                if row.outcome != "pending" && !announced.contains(&row.guard_id) {
+                    self.inner.bus.publish(Event::RollcallGuardClosed {
+                        run_id: id,
+                        guard: row.guard_id.clone(),
+                        outcome: row.outcome.clone(),
+                    });
+                }
+            }
             let snap = self.inner.roster.snapshot();
             let guards = rec
                 .results

@@ -6,7 +6,7 @@
 //! that writes more than one row does it in one transaction, so a crash
 //! leaves either all of it or none.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -431,6 +431,30 @@ pub fn heard_since(
                 Timestamp::from_millisecond(ts).ok()?,
                 serde_json::from_str(&body).ok()?,
             ))
+        })
+        .collect())
+}
+
+/// Guards of run `run_id` whose `rollcall_guard_closed` event is stored
+/// (looked up from `since_ms`, the run's start).
+pub fn announced_guards(
+    conn: &Connection,
+    run_id: i64,
+    since_ms: i64,
+) -> Result<HashSet<String>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT body FROM events WHERE ts_ms >= ?1 AND kind = 'rollcall_guard_closed'",
+    )?;
+    let bodies = stmt
+        .query_map([since_ms], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(bodies
+        .iter()
+        .filter_map(|b| match serde_json::from_str(b).ok()? {
+            crate::events::Event::RollcallGuardClosed {
+                run_id: r, guard, ..
+            } if r == run_id => Some(guard),
+            _ => None,
         })
         .collect())
 }
