@@ -7,12 +7,13 @@
 //! transaction, and only then broadcasts the numbered events to subscribers
 //! (roll-call engine, alerts, MQTT bridge, gRPC `Subscribe`). A subscriber
 //! that falls behind the broadcast buffer reads what it missed from storage
-//! by sequence number.
+//! by sequence number. [`Bus::publish_stored`] also tells the producer when
+//! its event is committed (the MQTT bridge PUBACKs an app ack only then).
 
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::storage::{now_ms, Storage, StorageError};
@@ -281,10 +282,13 @@ pub struct Numbered {
     pub event: Event,
 }
 
+/// A queued event: time, event, and who wants to know it was committed.
+type Queued = (i64, Event, Option<oneshot::Sender<()>>);
+
 /// Cloneable publisher and subscription point.
 #[derive(Clone)]
 pub struct Bus {
-    queue: mpsc::UnboundedSender<(i64, Event)>,
+    queue: mpsc::UnboundedSender<Queued>,
     live: broadcast::Sender<Arc<Numbered>>,
 }
 
@@ -301,7 +305,7 @@ impl Bus {
         storage: Storage,
         cancel: CancellationToken,
     ) -> (Bus, tokio::task::JoinHandle<()>) {
-        let (queue, mut rx) = mpsc::unbounded_channel::<(i64, Event)>();
+        let (queue, mut rx) = mpsc::unbounded_channel::<Queued>();
         let (live, _) = broadcast::channel(BROADCAST_DEPTH);
         let bus = Bus {
             queue,
@@ -333,7 +337,16 @@ impl Bus {
 
     /// Publishes an event. Never blocks.
     pub fn publish(&self, event: Event) {
-        let _ = self.queue.send((now_ms(), event));
+        let _ = self.queue.send((now_ms(), event, None));
+    }
+
+    /// Publishes an event; the receiver resolves once it is committed to
+    /// the `events` table (and fails if it could not be stored). Never
+    /// blocks.
+    pub fn publish_stored(&self, event: Event) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.queue.send((now_ms(), event, Some(tx)));
+        rx
     }
 
     /// Live events from now on.
@@ -357,9 +370,19 @@ const RETRIES_AT_SHUTDOWN: u32 = 3;
 async fn persist_and_broadcast(
     storage: &Storage,
     live: &broadcast::Sender<Arc<Numbered>>,
-    batch: Vec<(i64, Event)>,
+    batch: Vec<Queued>,
     cancel: &CancellationToken,
 ) {
+    // Callers of `publish_stored` learn when their event is committed; if it
+    // never is, their sender is dropped and they see an error.
+    let mut stored = Vec::new();
+    let batch: Vec<(i64, Event)> = batch
+        .into_iter()
+        .map(|(ts, ev, done)| {
+            stored.extend(done);
+            (ts, ev)
+        })
+        .collect();
     let mut delay = RETRY_MIN;
     let mut failures = 0u32;
     let mut shutdown_attempts = 0u32;
@@ -368,6 +391,9 @@ async fn persist_and_broadcast(
             Ok(numbered) => {
                 if failures > 0 {
                     tracing::warn!(attempts = failures + 1, "events stored after retrying");
+                }
+                for done in stored {
+                    let _ = done.send(());
                 }
                 for n in numbered {
                     let _ = live.send(Arc::new(n));
@@ -535,6 +561,29 @@ mod tests {
             );
         }
         assert_eq!(read_after(&storage, 0, 100).await.unwrap().len(), 6);
+        cancel.cancel();
+        task.await.unwrap();
+        drop((bus, storage));
+        thread.join().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn publish_stored_resolves_once_the_event_is_committed() {
+        let dir = crate::storage::tests_support::tempdir();
+        let (storage, thread) = crate::storage::open(&dir.join("db")).unwrap();
+        let cancel = CancellationToken::new();
+        let (bus, task) = Bus::spawn(storage.clone(), cancel.clone());
+        let done = bus.publish_stored(Event::AppAck {
+            app_id: "phone-1".into(),
+            ref_id: "rollcall-1".into(),
+            ts_ms: 1,
+        });
+        done.await.expect("committed");
+        // Already readable by anyone: a crash now cannot lose it.
+        let rows = read_after(&storage, 0, 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].2, "app_ack");
         cancel.cancel();
         task.await.unwrap();
         drop((bus, storage));

@@ -64,11 +64,17 @@ pub const ROLLCALLCTL: &str = env!("CARGO_BIN_EXE_rollcallctl");
 impl Daemon {
     /// Writes `config` to `<dir>/rollcalld.toml` and starts the daemon on it.
     pub fn start(dir: &Path, config: &str) -> Daemon {
+        Daemon::start_with_env(dir, config, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment (e.g. libfaketime's).
+    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
         let path = dir.join("rollcalld.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(ROLLCALLD)
             .arg("--config")
             .arg(&path)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -223,6 +223,9 @@ enum Cmd {
         /// `None`: the caller does not wait; a refusal becomes an
         /// `Event::Error` with `by` as its source.
         reply: Option<oneshot::Sender<Result<AckOutcome, AlertError>>>,
+        /// Fired once the ack is stored or refused for good; dropped when
+        /// it could not be stored (the sender should offer it again).
+        handled: Option<oneshot::Sender<()>>,
     },
 }
 
@@ -497,6 +500,7 @@ impl AlertService {
                 via: AckVia::Operator,
                 by: operator.into(),
                 reply: Some(tx),
+                handled: None,
             })
             .map_err(|_| AlertError::Stopped)?;
         let outcome = rx.await.map_err(|_| AlertError::Stopped)??;
@@ -512,15 +516,21 @@ impl AlertService {
     }
 
     /// An acknowledgement from a guard's app (MQTT). Never blocks; a refusal
-    /// is published as `Event::Error { source: topic, .. }`.
-    pub fn submit_app_ack(&self, alert_id: i64, guard: &str, topic: &str) {
+    /// is published as `Event::Error { source: topic, .. }`. The receiver
+    /// resolves once the ack is stored or refused for good, and fails if it
+    /// could not be stored: the MQTT bridge PUBACKs only then, so a crash
+    /// in between leaves the ack with the broker for the next start.
+    pub fn submit_app_ack(&self, alert_id: i64, guard: &str, topic: &str) -> oneshot::Receiver<()> {
+        let (handled, rx) = oneshot::channel();
         let _ = self.cmd.send(Cmd::Ack {
             alert_id,
             guard: guard.into(),
             via: AckVia::App,
             by: topic.into(),
             reply: None,
+            handled: Some(handled),
         });
+        rx
     }
 }
 

@@ -58,8 +58,11 @@ pub(super) fn spawn(
                         transmit(cx, &alert, clip);
                         tracker.insert(alert);
                     }
-                    Some(Cmd::Ack { alert_id, guard, via, by, reply }) => {
+                    Some(Cmd::Ack { alert_id, guard, via, by, reply, handled }) => {
                         let r = ack(cx, &mut tracker, now_ms(), alert_id, &guard, via, &by).await;
+                        if !matches!(r, Err(AlertError::Storage(_))) {
+                            if let Some(h) = handled { let _ = h.send(()); }
+                        }
                         match reply {
                             Some(reply) => { let _ = reply.send(r); }
                             None => if let Err(e) = r {

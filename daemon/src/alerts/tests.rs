@@ -365,13 +365,17 @@ async fn restart_closes_expired_alerts_with_their_acks_and_resumes_open_ones() {
     assert_eq!(closed.info.on_time, 1);
     assert_eq!(closed.guards[1].state, GuardAckState::Missed);
     // The open one is tracked again: an app ack is taken.
-    r.service.submit_app_ack(2, "g2", "rollcall/t/ack/g2");
+    let handled = r.service.submit_app_ack(2, "g2", "rollcall/t/ack/g2");
+    // Resolved once stored: only then may MQTT PUBACK it.
+    handled.await.expect("stored");
     let Event::AlertAcked { alert_id, via, .. } = next_kind(&mut rx, "alert_acked").await else {
         unreachable!()
     };
     assert_eq!((alert_id, via.as_str()), (2, "app"));
-    // Acks to the closed alert become error events naming the source.
-    r.service.submit_app_ack(1, "g2", "rollcall/t/ack/g2");
+    // Acks to the closed alert become error events naming the source; a
+    // refusal is final, so it is handled too (no redelivery wanted).
+    let handled = r.service.submit_app_ack(1, "g2", "rollcall/t/ack/g2");
+    handled.await.expect("refused for good");
     let Event::Error { source, message } = next_kind(&mut rx, "error").await else {
         unreachable!()
     };

@@ -9,6 +9,11 @@
 //!   the outbox (with the cursor) before they are handed to rumqttc; sweeps
 //!   the outbox for rows not yet handed over on this connection.
 //! - **deleter**: deletes acknowledged rows in batches.
+//! - **acker**: PUBACKs inbound messages in the order they came (manual
+//!   acks): a roll-call answer only once its event is committed, an alert
+//!   ack once it is stored, so a crash between the two leaves the message
+//!   with the broker, which redelivers it to the next life of the daemon's
+//!   persistent session.
 //!
 //! Nothing here awaits a publish: `try_publish` either queues the request or
 //! fails, and a row that was not queued stays in the outbox for the next
@@ -19,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS};
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::pkid::PkidMap;
@@ -48,6 +53,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 #[derive(Default)]
 struct Shared {
     connected: bool,
+    /// Counts ConnAcks: a PUBACK is only sent on the connection its
+    /// message came in on (packet ids belong to a connection).
+    connection: u64,
     /// Requests handed to rumqttc on this connection → packet ids → rows.
     pkids: PkidMap,
     /// Rows handed to rumqttc on this connection (or acked, awaiting delete).
@@ -87,6 +95,9 @@ impl Shared {
 
     fn reset(&mut self, connected: bool) {
         self.connected = connected;
+        if connected {
+            self.connection += 1;
+        }
         self.pkids.reset();
         self.sent.clear();
     }
@@ -101,6 +112,15 @@ struct Cx {
     client: AsyncClient,
     shared: Mutex<Shared>,
     sweep_now: Notify,
+    acks: mpsc::UnboundedSender<PendingAck>,
+}
+
+/// An inbound QoS 1 message to PUBACK once `stored` resolves (at once when
+/// `None`), if its connection is still the current one.
+struct PendingAck {
+    connection: u64,
+    publish: rumqttc::Publish,
+    stored: Option<oneshot::Receiver<()>>,
 }
 
 impl Cx {
@@ -124,6 +144,8 @@ pub fn spawn(
     let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
     opts.set_keep_alive(settings.keepalive)
         .set_clean_session(false)
+        // PUBACK only what is safe (see `ack_in_order`).
+        .set_manual_acks(true)
         .set_max_packet_size(MAX_PACKET, MAX_PACKET)
         .set_last_will(LastWill::new(
             topics.status(),
@@ -140,6 +162,7 @@ pub fn spawn(
     let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
     eventloop.network_options.set_connection_timeout(5);
     let bus_rx = bus.subscribe();
+    let (acks, acks_rx) = mpsc::unbounded_channel();
     let cx = Arc::new(Cx {
         settings,
         storage,
@@ -149,14 +172,17 @@ pub fn spawn(
         client,
         shared: Mutex::new(Shared::default()),
         sweep_now: Notify::new(),
+        acks,
     });
     let (del_tx, del_rx) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(feed(cx.clone(), bus_rx, cancel.clone()));
     let deleter = tokio::spawn(delete_acked(cx.clone(), del_rx));
+    let acker = tokio::spawn(ack_in_order(cx.clone(), acks_rx, cancel.clone()));
     tokio::spawn(async move {
         poll(&cx, &mut eventloop, del_tx, cancel).await;
         let _ = feeder.await;
         let _ = deleter.await;
+        let _ = acker.await;
         tracing::info!("MQTT bridge stopped");
     })
 }
@@ -232,7 +258,17 @@ async fn poll(
                     let _ = del_tx.send(row);
                 }
             }
-            Ok(MqttEvent::Incoming(Packet::Publish(p))) => inbound(cx, &p),
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                let stored = inbound(cx, &p);
+                if p.qos != QoS::AtMostOnce {
+                    let connection = cx.lock().connection;
+                    let _ = cx.acks.send(PendingAck {
+                        connection,
+                        publish: p,
+                        stored,
+                    });
+                }
+            }
             Ok(_) => {}
             Err(e) => {
                 let was = {
@@ -286,8 +322,10 @@ async fn poll(
 }
 
 /// Validates an inbound message and hands it on; refusals become
-/// `Event::Error { source: topic }`. Never blocks.
-fn inbound(cx: &Arc<Cx>, p: &rumqttc::Publish) {
+/// `Event::Error { source: topic }`. Never blocks. Returns what its PUBACK
+/// must wait for: a roll-call answer's event being committed, an alert ack
+/// being stored.
+fn inbound(cx: &Arc<Cx>, p: &rumqttc::Publish) -> Option<oneshot::Receiver<()>> {
     let topic = p.topic.as_str();
     let error = |message: String| {
         tracing::warn!(topic, %message, "inbound MQTT message refused");
@@ -295,6 +333,7 @@ fn inbound(cx: &Arc<Cx>, p: &rumqttc::Publish) {
             source: topic.to_owned(),
             message,
         });
+        None
     };
     if p.retain {
         return error("retained messages are not accepted on request topics".into());
@@ -308,14 +347,17 @@ fn inbound(cx: &Arc<Cx>, p: &rumqttc::Publish) {
             run_id,
         }) => {
             tracing::debug!(%guard, run_id, "roll-call answer from app");
-            cx.bus.publish(Event::AppAck {
+            // Stored events are what a resumed run reads back (see
+            // `RollcallService::recover_runs`): once committed, the answer
+            // survives a crash, so only then may the broker forget it.
+            Some(cx.bus.publish_stored(Event::AppAck {
                 app_id,
                 ref_id: format!("rollcall-{run_id}"),
                 ts_ms: crate::storage::now_ms(),
-            });
+            }))
         }
         Ok(Inbound::Ack { guard, alert_id }) => match &cx.alerts {
-            Some(a) => a.submit_app_ack(alert_id, &guard, topic),
+            Some(a) => Some(a.submit_app_ack(alert_id, &guard, topic)),
             None => error("alerts are not running".into()),
         },
         Ok(Inbound::CreateAlert {
@@ -365,9 +407,48 @@ fn inbound(cx: &Arc<Cx>, p: &rumqttc::Publish) {
                     None,
                 );
             });
+            None
         }
-        Err(InboundError::UnknownTopic) if topic == topics.cmd_result() => {}
+        Err(InboundError::UnknownTopic) if topic == topics.cmd_result() => None,
         Err(e) => error(e.to_string()),
+    }
+}
+
+/// Sends each inbound message's PUBACK in arrival order (MQTT 3.1.1 4.6),
+/// each once what it waits for is done. An answer that could not be stored
+/// is not acknowledged: the broker redelivers it at the next connection.
+async fn ack_in_order(
+    cx: Arc<Cx>,
+    mut rx: mpsc::UnboundedReceiver<PendingAck>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            n = rx.recv() => n,
+        };
+        let Some(ack) = next else { break };
+        if let Some(stored) = ack.stored {
+            let stored = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = stored => r,
+            };
+            if stored.is_err() {
+                tracing::warn!(topic = %ack.publish.topic, "inbound message not stored; not acknowledged, the broker will redeliver it");
+                continue;
+            }
+        }
+        // A message of an earlier connection is redelivered on this one.
+        let current = {
+            let sh = cx.lock();
+            sh.connected && sh.connection == ack.connection
+        };
+        if current {
+            if let Err(e) = cx.client.ack(&ack.publish).await {
+                tracing::debug!(error = %e, "PUBACK not queued; the broker will redeliver");
+            }
+        }
     }
 }
 

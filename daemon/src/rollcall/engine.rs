@@ -329,6 +329,20 @@ pub struct Run {
     actions: VecDeque<Action>,
 }
 
+/// What an event means to a run.
+enum Heard {
+    /// Guard `i` answered with (kind, unit).
+    Guard(usize, String, String),
+    /// An identity on the run's channel that is nobody in the run.
+    Unknown {
+        kind: String,
+        unit: String,
+        link: String,
+        guard: Option<String>,
+    },
+    Nothing,
+}
+
 /// A guard's state saved in storage, for [`Run::resume`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedSlot {
@@ -390,9 +404,22 @@ impl Run {
     /// is the stored end of the response window (if it had started) and
     /// `until` the latest moment the run may go on; the caller closes runs
     /// past `until` with [`Run::interrupt`] instead.
+    ///
+    /// `heard` are the stored `Ani`/`AppAck` events since the run started,
+    /// with their times: the previous life may have stored an answer's event
+    /// (and acknowledged it to the sender) but died before the result was
+    /// committed. A guard still pending in `saved` who answered there counts
+    /// as having answered at that time; unknown identities are not replayed.
+    ///
+    /// Group mode: if guards are still pending and the window is open, the
+    /// built-in announcement goes out again. Whoever answered while the
+    /// daemon was down was not heard (not a lost answer, but he must be
+    /// asked again), and a kill during the first announcement may have cut
+    /// it short; those who were heard and answer twice count once.
     pub fn resume(
         plan: RunPlan,
         saved: &HashMap<String, SavedSlot>,
+        heard: &[(Timestamp, Event)],
         start_wall: Timestamp,
         window_end: Option<Timestamp>,
         now: Now,
@@ -400,6 +427,20 @@ impl Run {
         let elapsed = now.wall.duration_since(start_wall).unsigned_abs();
         let start = now.mono.checked_sub(elapsed).unwrap_or(now.mono);
         let mut run = Run::new(plan, start, start_wall, Some(saved));
+        for (at, ev) in heard {
+            let in_window = window_end.is_none_or(|end| *at <= end);
+            if *at < start_wall || *at > now.wall || !in_window {
+                continue;
+            }
+            if let Heard::Guard(i, kind, unit) = run.heard(ev) {
+                let since = at.duration_since(start_wall).unsigned_abs();
+                let then = Now {
+                    wall: *at,
+                    mono: start + since,
+                };
+                run.answer(i, &kind, &unit, then);
+            }
+        }
         run.actions
             .push_back(Action::Publish(Event::RollcallStarted {
                 run_id: run.plan.run_id,
@@ -433,7 +474,17 @@ impl Run {
             };
             run.window_end = Some(end);
         }
-        run.stage = Stage::Next(0);
+        let pending = run.slots.iter().any(|s| s.outcome == Outcome::Pending);
+        let open = run.window_end.is_some_and(|end| now.mono < end);
+        if run.plan.has(RollcallMode::Group) && pending && open {
+            run.stage = Stage::Announcing;
+            run.actions.push_back(Action::Transmit {
+                guard: None,
+                samples: Arc::new(builtin_announcement()),
+            });
+        } else {
+            run.stage = Stage::Next(0);
+        }
         run.advance(now);
         run
     }
@@ -526,6 +577,35 @@ impl Run {
         if self.state != RunState::Running {
             return;
         }
+        match self.heard(ev) {
+            Heard::Guard(i, kind, unit) => self.answer(i, &kind, &unit, now),
+            Heard::Unknown {
+                kind,
+                unit,
+                link,
+                guard,
+            } => {
+                self.actions.push_back(Action::Store(StoreOp::Unknown {
+                    at: now.wall,
+                    kind: kind.clone(),
+                    unit: unit.clone(),
+                    link,
+                }));
+                self.actions
+                    .push_back(Action::Publish(Event::RollcallUnknownAni {
+                        run_id: self.plan.run_id,
+                        kind,
+                        unit,
+                        guard,
+                    }));
+            }
+            Heard::Nothing => {}
+        }
+        self.advance(now);
+    }
+
+    /// What an event means to this run.
+    fn heard(&self, ev: &Event) -> Heard {
         match ev {
             Event::Ani {
                 channel,
@@ -540,7 +620,7 @@ impl Run {
                     .replace('_', "")
                     .eq_ignore_ascii_case("radiocheckrequest")
                 {
-                    return;
+                    return Heard::Nothing;
                 }
                 let unit_key = if kind == "mdc1200" {
                     unit.to_ascii_uppercase()
@@ -553,32 +633,23 @@ impl Run {
                     .or_else(|| self.by_code.get(&(kind.clone(), unit_key)))
                     .copied();
                 match idx {
-                    Some(i) => self.answer(i, kind, unit, now),
-                    None => {
-                        self.actions.push_back(Action::Store(StoreOp::Unknown {
-                            at: now.wall,
-                            kind: kind.clone(),
-                            unit: unit.clone(),
-                            link: link.clone(),
-                        }));
-                        self.actions
-                            .push_back(Action::Publish(Event::RollcallUnknownAni {
-                                run_id: self.plan.run_id,
-                                kind: kind.clone(),
-                                unit: unit.clone(),
-                                guard: guard.clone(),
-                            }));
-                    }
+                    Some(i) => Heard::Guard(i, kind.clone(), unit.clone()),
+                    None => Heard::Unknown {
+                        kind: kind.clone(),
+                        unit: unit.clone(),
+                        link: link.clone(),
+                        guard: guard.clone(),
+                    },
                 }
             }
             Event::AppAck { app_id, ref_id, .. } if *ref_id == self.plan.ref_id() => {
-                if let Some(&i) = self.by_app.get(app_id) {
-                    self.answer(i, "app", app_id, now);
+                match self.by_app.get(app_id) {
+                    Some(&i) => Heard::Guard(i, "app".into(), app_id.clone()),
+                    None => Heard::Nothing,
                 }
             }
-            _ => {}
+            _ => Heard::Nothing,
         }
-        self.advance(now);
     }
 
     fn answer(&mut self, i: usize, kind: &str, unit: &str, now: Now) {
@@ -1236,6 +1307,7 @@ mod tests {
         let mut run = Run::resume(
             p.clone(),
             &saved,
+            &[],
             start,
             Some(start + jiff::SignedDuration::from_secs(60)),
             now,
@@ -1257,5 +1329,120 @@ mod tests {
             .iter()
             .any(|a| matches!(a, Action::Publish(Event::RollcallEscalation { .. }))));
         assert_eq!(run.state(), RunState::Interrupted);
+    }
+
+    #[test]
+    fn resume_counts_answers_stored_but_not_committed_at_their_time() {
+        // The previous life stored these events (and PUBACKed the app
+        // acks) but was killed before the results were committed.
+        let mut clk = Clock::new();
+        let p = plan(
+            &[RollcallMode::App],
+            vec![
+                guard("p", None, &[], Some("app-p")),
+                guard("q", None, &[], Some("app-q")),
+                guard("r", None, &[("dtmf", "303")], None),
+                guard("s", None, &[], Some("app-s")),
+            ],
+        );
+        let start = clk.0.wall;
+        let at = |s: i64| start + jiff::SignedDuration::from_secs(s);
+        let ack = |app: &str, run: i64| Event::AppAck {
+            app_id: app.into(),
+            ref_id: ref_id(run),
+            ts_ms: 0,
+        };
+        let heard = vec![
+            // p's answer was committed: his result stands.
+            (at(2), ack("app-p", 7)),
+            (at(3), ack("app-q", 7)),
+            (at(12), ani("dtmf", "303", "")),
+            // An identity nobody in the run has: not replayed.
+            (at(13), ani("dtmf", "999", "")),
+            // Another run's ack, and one after the window closed.
+            (at(14), ack("app-s", 8)),
+            (at(55), ack("app-s", 7)),
+        ];
+        let saved: HashMap<String, SavedSlot> = [(
+            "p".to_string(),
+            SavedSlot {
+                outcome: Outcome::Late,
+                attempts: 0,
+            },
+        )]
+        .into();
+        let now = clk.advance(70_000);
+        let mut run = Run::resume(p, &saved, &heard, start, Some(at(50)), now);
+        let acts = drain(&mut run);
+        // Judged at their own time: q within on_time (5 s), r after it;
+        // s never answered inside the window, which is over by now.
+        assert_eq!(
+            outcome_ops(&acts),
+            vec![
+                ("q".into(), Outcome::Answered),
+                ("r".into(), Outcome::Late),
+                ("s".into(), Outcome::Missed)
+            ]
+        );
+        // Heard at its own time, not at the restart.
+        assert!(acts.iter().any(|a| matches!(a,
+            Action::Store(StoreOp::Outcome { guard, offset_ms: Some(3_000), at: Some(t), .. })
+                if guard == "q" && *t == start + jiff::SignedDuration::from_secs(3))));
+        assert!(!acts
+            .iter()
+            .any(|a| matches!(a, Action::Store(StoreOp::Unknown { .. }))));
+        assert_eq!(run.outcome("p"), Some(Outcome::Late));
+        assert_eq!(run.state(), RunState::Finished);
+    }
+
+    #[test]
+    fn resumed_group_run_announces_again_while_guards_are_pending() {
+        let mut clk = Clock::new();
+        let guards = vec![
+            guard("p", None, &[("dtmf", "301")], None),
+            guard("q", None, &[("dtmf", "302")], None),
+        ];
+        let p = plan(&[RollcallMode::Group], guards);
+        let start = clk.0.wall;
+        let end = start + jiff::SignedDuration::from_secs(60);
+        let answered = |g: &str| -> HashMap<String, SavedSlot> {
+            [(
+                g.to_string(),
+                SavedSlot {
+                    outcome: Outcome::Answered,
+                    attempts: 0,
+                },
+            )]
+            .into()
+        };
+        let announces = |acts: &[Action]| {
+            acts.iter()
+                .filter(|a| matches!(a, Action::Transmit { guard: None, .. }))
+                .count()
+        };
+        // q is pending, 30 s of the window left: announce again; his answer
+        // to it counts, and the run closes once everyone answered.
+        let now = clk.advance(30_000);
+        let mut run = Run::resume(p.clone(), &answered("p"), &[], start, Some(end), now);
+        assert_eq!(announces(&drain(&mut run)), 1);
+        run.handle_tx_done(Ok(()), clk.advance(2_000));
+        assert_eq!(run.poll_timeout(), Some(now.mono + Duration::from_secs(30)));
+        run.handle_event(&ani("dtmf", "302", ""), clk.advance(1_000));
+        assert_eq!(run.outcome("q"), Some(Outcome::Late));
+        assert_eq!(run.state(), RunState::Finished);
+        // Killed during the first announcement (no window stored yet): the
+        // announcement goes out again and the window starts now.
+        let mut run = Run::resume(p.clone(), &HashMap::new(), &[], start, None, clk.0);
+        assert_eq!(announces(&drain(&mut run)), 1);
+        // Nobody pending, or the window over: no announcement.
+        let mut both = answered("p");
+        both.extend(answered("q"));
+        let mut run = Run::resume(p.clone(), &both, &[], start, Some(end), clk.0);
+        assert_eq!(announces(&drain(&mut run)), 0);
+        assert_eq!(run.state(), RunState::Finished);
+        let late = clk.advance(60_000);
+        let mut run = Run::resume(p, &answered("p"), &[], start, Some(end), late);
+        assert_eq!(announces(&drain(&mut run)), 0);
+        assert_eq!(run.outcome("q"), Some(Outcome::Missed));
     }
 }

@@ -602,12 +602,32 @@ impl RollcallService {
                 tracing::warn!(run = id, "unfinished roll call closed as interrupted");
                 continue;
             }
-            let (rec, saved) = self
+            let (rec, saved, heard, announced) = self
                 .inner
                 .storage
-                .call(move |c| Ok((store::load_run(c, id)?, store::saved_slots(c, id)?)))
+                .call(move |c| {
+                    let rec = store::load_run(c, id)?;
+                    let since = rec.as_ref().map_or(i64::MAX, |r| r.run.started_ms);
+                    Ok((
+                        rec,
+                        store::saved_slots(c, id)?,
+                        store::heard_since(c, since)?,
+                        store::announced_guards(c, id, since)?,
+                    ))
+                })
                 .await?;
             let Some(rec) = rec else { continue };
+            // Results the previous life committed but died before
+            // announcing: announced now, late rather than never.
+            for row in &rec.results {
+                if row.outcome != "pending" && !announced.contains(&row.guard_id) {
+                    self.inner.bus.publish(Event::RollcallGuardClosed {
+                        run_id: id,
+                        guard: row.guard_id.clone(),
+                        outcome: row.outcome.clone(),
+                    });
+                }
+            }
             let snap = self.inner.roster.snapshot();
             let guards = rec
                 .results
@@ -648,7 +668,8 @@ impl RollcallService {
                     .clone()
                     .unwrap_or_else(|| RunOptions::from_defaults(&self.inner.defaults)),
                 // Clips are not replayed after a restart: the calls still
-                // go out, the announcement was already heard.
+                // go out, and a group run with guards pending announces
+                // again with the built-in tones (see `Run::resume`).
                 announcement: None,
                 call_clip: None,
             };
@@ -658,7 +679,7 @@ impl RollcallService {
                 .window_end_ms
                 .and_then(|m| Timestamp::from_millisecond(m).ok());
             let rx = self.inner.bus.subscribe();
-            let run = Run::resume(plan, &saved, start, window_end, now);
+            let run = Run::resume(plan, &saved, &heard, start, window_end, now);
             tracing::info!(run = id, "unfinished roll call resumed");
             self.spawn_run(run, rx);
         }

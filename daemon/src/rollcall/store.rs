@@ -6,7 +6,7 @@
 //! that writes more than one row does it in one transaction, so a crash
 //! leaves either all of it or none.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -407,6 +407,56 @@ pub fn list_runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, St
         )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// The identities and app acks stored on the bus since `since_ms` (a run's
+/// start), oldest first, with their times: what a resumed run may have heard
+/// without committing its result.
+pub fn heard_since(
+    conn: &Connection,
+    since_ms: i64,
+) -> Result<Vec<(Timestamp, crate::events::Event)>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ts_ms, body FROM events WHERE ts_ms >= ?1 AND kind IN ('ani', 'app_ack') ORDER BY seq",
+    )?;
+    let rows = stmt
+        .query_map([since_ms], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(ts, body)| {
+            Some((
+                Timestamp::from_millisecond(ts).ok()?,
+                serde_json::from_str(&body).ok()?,
+            ))
+        })
+        .collect())
+}
+
+/// Guards of run `run_id` whose `rollcall_guard_closed` event is stored
+/// (looked up from `since_ms`, the run's start).
+pub fn announced_guards(
+    conn: &Connection,
+    run_id: i64,
+    since_ms: i64,
+) -> Result<HashSet<String>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT body FROM events WHERE ts_ms >= ?1 AND kind = 'rollcall_guard_closed'",
+    )?;
+    let bodies = stmt
+        .query_map([since_ms], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(bodies
+        .iter()
+        .filter_map(|b| match serde_json::from_str(b).ok()? {
+            crate::events::Event::RollcallGuardClosed {
+                run_id: r, guard, ..
+            } if r == run_id => Some(guard),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Per-guard saved state of a run, for resuming it.

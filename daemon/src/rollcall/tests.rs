@@ -625,6 +625,21 @@ async fn killed_mid_run_resumes_and_keeps_every_answer() {
             .state,
         "running"
     );
+    // One answer was committed but the kill came before its event was
+    // stored: the next life announces it.
+    let unannounced = answered_before[0].guard_id.clone();
+    let g = unannounced.clone();
+    sim.storage
+        .call(move |c| {
+            let n = c.execute(
+                "DELETE FROM events WHERE kind = 'rollcall_guard_closed' AND body LIKE ?1",
+                [format!("%\"guard\":\"{g}\"%")],
+            )?;
+            assert_eq!(n, 1);
+            Ok(())
+        })
+        .await
+        .unwrap();
     // Down for 30 s, then a new life on the same database.
     sim.step(Duration::from_secs(30)).await;
     let cancel = CancellationToken::new();
@@ -646,6 +661,19 @@ async fn killed_mid_run_resumes_and_keeps_every_answer() {
         assert_eq!(a, r, "answer recorded before the kill changed");
     }
     assert!(now.values().all(|o| o != "pending"));
+    // Every committed answer announced; only the unannounced one twice
+    // (`seen` also holds the event deleted from storage).
+    for r in &answered_before {
+        let closed = sim
+            .seen
+            .iter()
+            .filter(
+                |e| matches!(e, Event::RollcallGuardClosed { guard, .. } if *guard == r.guard_id),
+            )
+            .count();
+        let want = if r.guard_id == unannounced { 2 } else { 1 };
+        assert_eq!(closed, want, "{}", r.guard_id);
+    }
     // Not closed twice, not started twice.
     let finished = sim
         .seen
