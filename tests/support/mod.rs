@@ -64,12 +64,19 @@ pub const ROLLCALLCTL: &str = env!("CARGO_BIN_EXE_rollcallctl");
 impl Daemon {
     /// Writes `config` to `<dir>/rollcalld.toml` and starts the daemon on it.
     pub fn start(dir: &Path, config: &str) -> Daemon {
+        Daemon::start_with_env(dir, config, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables (e.g. the
+    /// systemd notify socket).
+    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
         let path = dir.join("rollcalld.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(ROLLCALLD)
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -23,6 +23,7 @@
 //! RoIP box we target sends (`ptime` 20).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// Playout period: one frame.
@@ -74,6 +75,51 @@ pub struct JitterStats {
     pub late: u64,
     pub duplicate: u64,
     pub restarts: u64,
+}
+
+/// [`JitterStats`] summed over a link's runs (each run has a fresh buffer),
+/// readable from other threads: the driver adds what changed, the daemon's
+/// metrics read it. Duplicates and late packets are the buffer's proof that
+/// a repeated or reordered datagram never played twice.
+#[derive(Debug, Default)]
+pub struct RtpCounters {
+    pub received: AtomicU64,
+    pub played: AtomicU64,
+    pub lost: AtomicU64,
+    pub late: AtomicU64,
+    pub duplicate: AtomicU64,
+    pub restarts: AtomicU64,
+}
+
+impl RtpCounters {
+    /// Adds the growth from `before` to `after` (two snapshots of one
+    /// buffer's stats).
+    pub fn add_growth(&self, before: &JitterStats, after: &JitterStats) {
+        for (counter, b, a) in [
+            (&self.received, before.received, after.received),
+            (&self.played, before.played, after.played),
+            (&self.lost, before.lost, after.lost),
+            (&self.late, before.late, after.late),
+            (&self.duplicate, before.duplicate, after.duplicate),
+            (&self.restarts, before.restarts, after.restarts),
+        ] {
+            if a > b {
+                counter.fetch_add(a - b, Relaxed);
+            }
+        }
+    }
+
+    /// The current totals.
+    pub fn snapshot(&self) -> JitterStats {
+        JitterStats {
+            received: self.received.load(Relaxed),
+            played: self.played.load(Relaxed),
+            lost: self.lost.load(Relaxed),
+            late: self.late.load(Relaxed),
+            duplicate: self.duplicate.load(Relaxed),
+            restarts: self.restarts.load(Relaxed),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -522,5 +568,23 @@ mod tests {
         let delay = jb.poll_timeout().unwrap() - later;
         assert!(delay > Duration::from_millis(100), "{delay:?}");
         assert!(delay <= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn counters_sum_the_growth_of_every_run() {
+        let t0 = Instant::now();
+        let counters = RtpCounters::default();
+        for _run in 0..2 {
+            // Each driver run has a fresh buffer; the counters keep the sum.
+            let mut jb = JitterBuffer::new(cfg());
+            let mut seen = JitterStats::default();
+            for seq in [0u16, 1, 1, 2] {
+                jb.push(1, seq, seq as u32 * 160, seq, t0);
+                counters.add_growth(&seen, &jb.stats());
+                seen = jb.stats();
+            }
+        }
+        let s = counters.snapshot();
+        assert_eq!((s.received, s.duplicate), (8, 2));
     }
 }
