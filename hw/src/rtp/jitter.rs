@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 pub const FRAME: Duration = Duration::from_millis(20);
 /// Sequence jumps larger than this restart the stream (the sender rebooted).
 const MAX_SEQ_JUMP: i64 = 3000;
+/// How many frames a talkspurt's start may move back for packets that
+/// overtook its first one (within the start delay, at most 200 ms).
+const MAX_PREPEND: u64 = 10;
 
 /// Jitter buffer settings.
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +142,11 @@ pub struct JitterBuffer<T> {
     /// Next sequence to play, and when.
     next_seq: Option<u64>,
     next_playout: Option<Instant>,
+    /// The sequence the current talkspurt was anchored on, while none of
+    /// it has been handed out; packets older than `floor` belong to the
+    /// previous talkspurt.
+    anchor: Option<u64>,
+    floor: Option<u64>,
     talkspurt_start: bool,
     dry_frames: u32,
     /// Frames of extra delay still to insert (after late packets).
@@ -165,6 +173,8 @@ impl<T> JitterBuffer<T> {
             slots: BTreeMap::new(),
             next_seq: None,
             next_playout: None,
+            anchor: None,
+            floor: None,
             talkspurt_start: false,
             dry_frames: 0,
             stretch: 0,
@@ -220,7 +230,23 @@ impl<T> JitterBuffer<T> {
         }
         self.update_jitter(timestamp, now);
         if let Some(next) = self.next_seq {
-            if ext < next {
+            // Reordered past the packet that started the talkspurt, but
+            // nothing has been played yet: it still fits in front, played
+            // that much earlier (never before now).
+            let prepend = ext < next
+                && self.anchor == Some(next)
+                && next - ext <= MAX_PREPEND
+                && self.floor.is_none_or(|f| ext >= f);
+            if prepend {
+                if let Some(due) = self.next_playout {
+                    let earlier = due
+                        .checked_sub(FRAME * (next - ext) as u32)
+                        .map_or(now, |t| t.max(now));
+                    self.next_playout = Some(earlier);
+                }
+                self.next_seq = Some(ext);
+                self.anchor = Some(ext);
+            } else if ext < next {
                 if self.next_playout.is_some() {
                     self.stats.late += 1;
                     // Grow at once by stretching playout one frame, so a
@@ -248,7 +274,9 @@ impl<T> JitterBuffer<T> {
             // Start (or restart after silence) a talkspurt.
             self.delay = self.adapted_delay();
             self.next_playout = Some(now + self.delay);
+            self.floor = self.next_seq;
             self.next_seq = Some(ext);
+            self.anchor = Some(ext);
             self.talkspurt_start = true;
             self.dry_frames = 0;
             self.stretch = 0;
@@ -300,6 +328,8 @@ impl<T> JitterBuffer<T> {
         self.highest = None;
         self.next_seq = None;
         self.next_playout = None;
+        self.anchor = None;
+        self.floor = None;
         self.last_transit = None;
         self.stretch = 0;
     }
@@ -325,6 +355,7 @@ impl<T> JitterBuffer<T> {
             }
             let seq = self.next_seq?;
             self.next_seq = Some(seq + 1);
+            self.anchor = None;
             self.next_playout = Some(due + FRAME);
             match self.slots.remove(&seq) {
                 Some(Slot { item: Some(item) }) => {
@@ -586,5 +617,30 @@ mod tests {
         }
         let s = counters.snapshot();
         assert_eq!((s.received, s.duplicate), (8, 2));
+    }
+
+    #[test]
+    fn a_packet_that_overtook_the_talkspurt_start_is_played_first() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(cfg());
+        // Packet 1 arrives first and anchors playout at +40 ms; packet 0,
+        // held back 25 ms by the network, arrives before anything played.
+        jb.push(1, 1, 160, 1, t0);
+        jb.push(1, 0, 0, 0, t0 + Duration::from_millis(25));
+        jb.push(1, 2, 320, 2, t0 + Duration::from_millis(40));
+        assert_eq!(jb.poll_timeout(), Some(t0 + Duration::from_millis(25)));
+        let out = drain(&mut jb, t0, t0 + Duration::from_millis(80));
+        assert_eq!(out, vec![Some(0), Some(1), Some(2)]);
+        assert_eq!((jb.stats().late, jb.stats().played), (0, 3));
+        // Once playout has begun, an older packet is late as before.
+        jb.push(1, 3, 480, 3, t0 + Duration::from_millis(60));
+        let _ = drain(
+            &mut jb,
+            t0 + Duration::from_millis(80),
+            t0 + Duration::from_millis(100),
+        );
+        jb.push(1, 4, 640, 4, t0 + Duration::from_millis(300));
+        jb.push(1, 1, 160, 1, t0 + Duration::from_millis(301));
+        assert_eq!(jb.stats().late, 1);
     }
 }
