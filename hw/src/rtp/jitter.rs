@@ -5,6 +5,8 @@
 //! ([`JitterBuffer::pop`]), one frame every 20 ms of playout clock. What it
 //! handles:
 //! - **reorder**: packets are held by extended sequence number until played;
+//!   one that overtook a talkspurt's first packet before playout began is
+//!   played in front of it (the start moves back, never before now);
 //! - **duplicates and late packets**: dropped and counted;
 //! - **loss**: a missing packet at its playout time yields [`Playout::Lost`],
 //!   and the codec conceals it (Opus PLC, G.711 repeat/fade);
