@@ -343,12 +343,14 @@ fn rtp_counter(m: &BTreeMap<String, f64>, outcome: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key} missing: {m:?}")) as u64
 }
 
-/// Splits the relay's log into transmissions (gaps of more than 300 ms).
+/// Splits the relay's log into transmissions: the box leaves 800 ms between
+/// them, so a gap of more than 500 ms (not a stall of a loaded machine)
+/// separates two.
 fn transmissions(log: &[Fate]) -> Vec<Vec<Fate>> {
     let mut out: Vec<Vec<Fate>> = Vec::new();
     for f in log {
         match out.last_mut() {
-            Some(t) if f.at - t.last().unwrap().at < Duration::from_millis(300) => t.push(*f),
+            Some(t) if f.at - t.last().unwrap().at < Duration::from_millis(500) => t.push(*f),
             _ => out.push(vec![*f]),
         }
     }
