@@ -367,9 +367,30 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     );
 
     if let Some(interval) = sdnotify::watchdog_interval() {
+        // A ping must prove the daemon works, not only that a timer fires:
+        // the storage thread answers a query and every channel task its
+        // state (a stuck SQLite call or channel loop stops the pings).
+        let probe_storage = storage.clone();
+        let probe_channels: Vec<_> = channels.by_id.values().cloned().collect();
+        let probe = move || {
+            let storage = probe_storage.clone();
+            let channels = probe_channels.clone();
+            async move {
+                storage
+                    .call(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+                    .await
+                    .map_err(|e| format!("storage: {e}"))?;
+                for ch in &channels {
+                    if ch.state().await == "stopped" {
+                        return Err(format!("channel {} has stopped", ch.id));
+                    }
+                }
+                Ok(())
+            }
+        };
         tasks.add(
             "watchdog".into(),
-            tokio::spawn(sdnotify::watchdog(interval, cancel.child_token())),
+            tokio::spawn(sdnotify::watchdog(interval, probe, cancel.child_token())),
         );
     }
 

@@ -539,6 +539,9 @@ pub fn spawn_link(
     use rollcall_hw::link::LinkEvent;
 
     let driver = build_driver(link, build)?;
+    if let Some(rtp) = driver.rtp_counters() {
+        let _ = counters.rtp.set(rtp);
+    }
     station.add_link(&link.id, &link.kind);
     let (handle, mut events, supervisor) = rollcall_hw::link::spawn_supervised(
         link.id.clone(),

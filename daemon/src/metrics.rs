@@ -26,6 +26,8 @@ pub struct LinkCounters {
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
     pub frames_dropped: AtomicU64,
+    /// The jitter buffer's packet counters, for links that receive RTP.
+    pub rtp: std::sync::OnceLock<Arc<rollcall_hw::rtp::RtpCounters>>,
 }
 
 /// Every metric the daemon exports.
@@ -156,6 +158,27 @@ impl Metrics {
             "Frames dropped because a queue was full.",
             per_link(|c| c.frames_dropped.load(Relaxed)),
         );
+        let mut rtp = Vec::new();
+        for (id, c) in &links {
+            if let Some(r) = c.rtp.get() {
+                let s = r.snapshot();
+                for (outcome, v) in [
+                    ("received", s.received),
+                    ("played", s.played),
+                    ("lost", s.lost),
+                    ("late", s.late),
+                    ("duplicate", s.duplicate),
+                ] {
+                    rtp.push((format!("{{link=\"{}\",outcome=\"{outcome}\"}}", esc(id)), v));
+                }
+            }
+        }
+        family(
+            "rollcalld_link_rtp_packets_total",
+            "counter",
+            "RTP audio packets of RoIP links by what the jitter buffer did: received, played, lost (concealed), late or duplicate (dropped).",
+            rtp,
+        );
         let events: Vec<_> = self
             .events
             .lock()
@@ -279,5 +302,30 @@ pub async fn serve(
             let _ = sock.write_all(resp.as_bytes()).await;
             let _ = sock.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_links_export_their_jitter_buffer_counters() {
+        let m = Metrics::default();
+        let rtp = Arc::new(rollcall_hw::rtp::RtpCounters::default());
+        rtp.duplicate.store(3, Relaxed);
+        rtp.received.store(100, Relaxed);
+        m.link("box").rtp.set(rtp).unwrap();
+        m.link("serial");
+        let text = m.render(&Station::new("s", "UTC"));
+        assert!(
+            text.contains("rollcalld_link_rtp_packets_total{link=\"box\",outcome=\"duplicate\"} 3")
+        );
+        assert!(text
+            .contains("rollcalld_link_rtp_packets_total{link=\"box\",outcome=\"received\"} 100"));
+        assert!(
+            !text.contains("rtp_packets_total{link=\"serial\""),
+            "{text}"
+        );
     }
 }

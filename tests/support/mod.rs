@@ -67,15 +67,16 @@ impl Daemon {
         Daemon::start_with_env(dir, config, &[])
     }
 
-    /// [`Daemon::start`] with extra environment (e.g. libfaketime's).
+    /// [`Daemon::start`] with extra environment (libfaketime's, the systemd
+    /// notify socket).
     pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
         let path = dir.join("rollcalld.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(ROLLCALLD)
             .arg("--config")
             .arg(&path)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

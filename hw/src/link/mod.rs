@@ -131,6 +131,11 @@ pub trait LinkDriver: Send + 'static {
         io: &'a mut DriverIo,
         cancel: tokio_util::sync::CancellationToken,
     ) -> BoxFuture<'a, Result<(), LinkError>>;
+    /// Jitter-buffer counters of a link that receives RTP, summed over its
+    /// runs, for metrics; `None` for links without RTP.
+    fn rtp_counters(&self) -> Option<std::sync::Arc<crate::rtp::RtpCounters>> {
+        None
+    }
 }
 
 /// The daemon's side of a link: cloneable command sender plus the link id.

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::link::{BoxFuture, DriverIo, LinkCommand, LinkDriver, LinkError, LinkEvent};
 pub use crate::rtp::Codec;
-use crate::rtp::RtpSender;
+use crate::rtp::{JitterStats, RtpCounters, RtpSender};
 pub use receiver::{ReceiverConfig, RoipReceiver};
 
 /// One RoIP link's settings.
@@ -215,6 +215,7 @@ pub struct RoipDriver {
     cfg: RoipConfig,
     dtmf_tx: mpsc::Sender<String>,
     dtmf_rx: mpsc::Receiver<String>,
+    counters: std::sync::Arc<RtpCounters>,
 }
 
 impl RoipDriver {
@@ -224,6 +225,7 @@ impl RoipDriver {
             cfg,
             dtmf_tx,
             dtmf_rx,
+            counters: Default::default(),
         }
     }
 
@@ -267,6 +269,7 @@ impl RoipDriver {
             io.emit(LinkEvent::Up).await;
         }
         let mut keyed = false;
+        let mut counted = JitterStats::default();
         let mut last_sent: Option<Instant> = None;
         let mut buf = vec![0u8; 2048];
         let far_future = started + Duration::from_secs(86_400 * 365);
@@ -359,6 +362,11 @@ impl RoipDriver {
                     rx.handle_timeout(now.into_std());
                 }
             }
+            let stats = rx.jitter_stats();
+            if stats != counted {
+                self.counters.add_growth(&counted, &stats);
+                counted = stats;
+            }
             while let Some(event) = rx.poll_event() {
                 io.emit(event).await;
             }
@@ -390,6 +398,10 @@ impl LinkDriver for RoipDriver {
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<(), LinkError>> {
         Box::pin(self.run_once(io, cancel))
+    }
+
+    fn rtp_counters(&self) -> Option<std::sync::Arc<RtpCounters>> {
+        Some(self.counters.clone())
     }
 }
 

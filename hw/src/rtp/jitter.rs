@@ -5,6 +5,8 @@
 //! ([`JitterBuffer::pop`]), one frame every 20 ms of playout clock. What it
 //! handles:
 //! - **reorder**: packets are held by extended sequence number until played;
+//!   one that overtook a talkspurt's first packet before playout began is
+//!   played in front of it (the start moves back, never before now);
 //! - **duplicates and late packets**: dropped and counted;
 //! - **loss**: a missing packet at its playout time yields [`Playout::Lost`],
 //!   and the codec conceals it (Opus PLC, G.711 repeat/fade);
@@ -23,12 +25,16 @@
 //! RoIP box we target sends (`ptime` 20).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// Playout period: one frame.
 pub const FRAME: Duration = Duration::from_millis(20);
 /// Sequence jumps larger than this restart the stream (the sender rebooted).
 const MAX_SEQ_JUMP: i64 = 3000;
+/// How many frames a talkspurt's start may move back for packets that
+/// overtook its first one (within the start delay, at most 200 ms).
+const MAX_PREPEND: u64 = 10;
 
 /// Jitter buffer settings.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +82,51 @@ pub struct JitterStats {
     pub restarts: u64,
 }
 
+/// [`JitterStats`] summed over a link's runs (each run has a fresh buffer),
+/// readable from other threads: the driver adds what changed, the daemon's
+/// metrics read it. Duplicates and late packets are the buffer's proof that
+/// a repeated or reordered datagram never played twice.
+#[derive(Debug, Default)]
+pub struct RtpCounters {
+    pub received: AtomicU64,
+    pub played: AtomicU64,
+    pub lost: AtomicU64,
+    pub late: AtomicU64,
+    pub duplicate: AtomicU64,
+    pub restarts: AtomicU64,
+}
+
+impl RtpCounters {
+    /// Adds the growth from `before` to `after` (two snapshots of one
+    /// buffer's stats).
+    pub fn add_growth(&self, before: &JitterStats, after: &JitterStats) {
+        for (counter, b, a) in [
+            (&self.received, before.received, after.received),
+            (&self.played, before.played, after.played),
+            (&self.lost, before.lost, after.lost),
+            (&self.late, before.late, after.late),
+            (&self.duplicate, before.duplicate, after.duplicate),
+            (&self.restarts, before.restarts, after.restarts),
+        ] {
+            if a > b {
+                counter.fetch_add(a - b, Relaxed);
+            }
+        }
+    }
+
+    /// The current totals.
+    pub fn snapshot(&self) -> JitterStats {
+        JitterStats {
+            received: self.received.load(Relaxed),
+            played: self.played.load(Relaxed),
+            lost: self.lost.load(Relaxed),
+            late: self.late.load(Relaxed),
+            duplicate: self.duplicate.load(Relaxed),
+            restarts: self.restarts.load(Relaxed),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Slot<T> {
     item: Option<T>,
@@ -93,6 +144,11 @@ pub struct JitterBuffer<T> {
     /// Next sequence to play, and when.
     next_seq: Option<u64>,
     next_playout: Option<Instant>,
+    /// The sequence the current talkspurt was anchored on, while none of
+    /// it has been handed out; packets older than `floor` belong to the
+    /// previous talkspurt.
+    anchor: Option<u64>,
+    floor: Option<u64>,
     talkspurt_start: bool,
     dry_frames: u32,
     /// Frames of extra delay still to insert (after late packets).
@@ -119,6 +175,8 @@ impl<T> JitterBuffer<T> {
             slots: BTreeMap::new(),
             next_seq: None,
             next_playout: None,
+            anchor: None,
+            floor: None,
             talkspurt_start: false,
             dry_frames: 0,
             stretch: 0,
@@ -174,7 +232,23 @@ impl<T> JitterBuffer<T> {
         }
         self.update_jitter(timestamp, now);
         if let Some(next) = self.next_seq {
-            if ext < next {
+            // Reordered past the packet that started the talkspurt, but
+            // nothing has been played yet: it still fits in front, played
+            // that much earlier (never before now).
+            let prepend = ext < next
+                && self.anchor == Some(next)
+                && next - ext <= MAX_PREPEND
+                && self.floor.is_none_or(|f| ext >= f);
+            if prepend {
+                if let Some(due) = self.next_playout {
+                    let earlier = due
+                        .checked_sub(FRAME * (next - ext) as u32)
+                        .map_or(now, |t| t.max(now));
+                    self.next_playout = Some(earlier);
+                }
+                self.next_seq = Some(ext);
+                self.anchor = Some(ext);
+            } else if ext < next {
                 if self.next_playout.is_some() {
                     self.stats.late += 1;
                     // Grow at once by stretching playout one frame, so a
@@ -202,7 +276,9 @@ impl<T> JitterBuffer<T> {
             // Start (or restart after silence) a talkspurt.
             self.delay = self.adapted_delay();
             self.next_playout = Some(now + self.delay);
+            self.floor = self.next_seq;
             self.next_seq = Some(ext);
+            self.anchor = Some(ext);
             self.talkspurt_start = true;
             self.dry_frames = 0;
             self.stretch = 0;
@@ -254,6 +330,8 @@ impl<T> JitterBuffer<T> {
         self.highest = None;
         self.next_seq = None;
         self.next_playout = None;
+        self.anchor = None;
+        self.floor = None;
         self.last_transit = None;
         self.stretch = 0;
     }
@@ -279,6 +357,7 @@ impl<T> JitterBuffer<T> {
             }
             let seq = self.next_seq?;
             self.next_seq = Some(seq + 1);
+            self.anchor = None;
             self.next_playout = Some(due + FRAME);
             match self.slots.remove(&seq) {
                 Some(Slot { item: Some(item) }) => {
@@ -522,5 +601,48 @@ mod tests {
         let delay = jb.poll_timeout().unwrap() - later;
         assert!(delay > Duration::from_millis(100), "{delay:?}");
         assert!(delay <= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn counters_sum_the_growth_of_every_run() {
+        let t0 = Instant::now();
+        let counters = RtpCounters::default();
+        for _run in 0..2 {
+            // Each driver run has a fresh buffer; the counters keep the sum.
+            let mut jb = JitterBuffer::new(cfg());
+            let mut seen = JitterStats::default();
+            for seq in [0u16, 1, 1, 2] {
+                jb.push(1, seq, seq as u32 * 160, seq, t0);
+                counters.add_growth(&seen, &jb.stats());
+                seen = jb.stats();
+            }
+        }
+        let s = counters.snapshot();
+        assert_eq!((s.received, s.duplicate), (8, 2));
+    }
+
+    #[test]
+    fn a_packet_that_overtook_the_talkspurt_start_is_played_first() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(cfg());
+        // Packet 1 arrives first and anchors playout at +40 ms; packet 0,
+        // held back 25 ms by the network, arrives before anything played.
+        jb.push(1, 1, 160, 1, t0);
+        jb.push(1, 0, 0, 0, t0 + Duration::from_millis(25));
+        jb.push(1, 2, 320, 2, t0 + Duration::from_millis(40));
+        assert_eq!(jb.poll_timeout(), Some(t0 + Duration::from_millis(25)));
+        let out = drain(&mut jb, t0, t0 + Duration::from_millis(80));
+        assert_eq!(out, vec![Some(0), Some(1), Some(2)]);
+        assert_eq!((jb.stats().late, jb.stats().played), (0, 3));
+        // Once playout has begun, an older packet is late as before.
+        jb.push(1, 3, 480, 3, t0 + Duration::from_millis(60));
+        let _ = drain(
+            &mut jb,
+            t0 + Duration::from_millis(80),
+            t0 + Duration::from_millis(100),
+        );
+        jb.push(1, 4, 640, 4, t0 + Duration::from_millis(300));
+        jb.push(1, 1, 160, 1, t0 + Duration::from_millis(301));
+        assert_eq!(jb.stats().late, 1);
     }
 }

@@ -17,6 +17,6 @@ pub mod sender;
 
 pub use codec::{Codec, CodecError, PayloadDecoder, PayloadEncoder};
 pub use event::{DtmfEventDecoder, EventError, TelephoneEvent};
-pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
+pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, RtpCounters};
 pub use packet::{RtpError, RtpHeader, RtpPacket};
 pub use sender::{RtpSender, COMFORT_NOISE_PT};
