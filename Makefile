@@ -6,7 +6,7 @@
 CARGO ?= cargo
 DEMO  ?= configs/demo.toml
 
-.PHONY: run test deps-build deps-test deps-run build lint fmt bench faults fuzz deb clean-data
+.PHONY: run test deps-build deps-test deps-run build lint fmt bench faults fuzz deb deb-tool clean-data
 
 deps-build:
 	@scripts/install-deps.sh build
@@ -26,7 +26,7 @@ run: deps-run build
 	@scripts/demo.sh & trap 'kill $$! 2>/dev/null' EXIT; \
 	  ./target/release/rollcalld --config $(DEMO)
 
-test: deps-test
+test: deps-test deb-tool
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 	$(CARGO) fmt --all --check
@@ -62,7 +62,8 @@ clean-data:
 
 # The Debian package (cargo-deb from crates.io, installed when missing), then
 # a check of the file list, modes, conffile and dependencies.
-deb: deps-build
+deb-tool:
 	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+deb: deps-build deb-tool
 	$(CARGO) deb -p rollcalld --output target/debian/
 	scripts/deb-check.sh "$$(ls -t target/debian/rollcalld_*.deb | head -n1)"

@@ -4,14 +4,16 @@
 //! names exists, so a renamed doc or config breaks the test suite rather than
 //! `make deb`.
 //!
-//! `deb_installs_into_a_throwaway_root` (ignored: it needs a release build,
-//! several minutes on two cores) builds the package with `make deb` — or takes
-//! `ROLLCALLD_DEB=/path/to.deb` — and installs it with
+//! `deb_installs_into_a_throwaway_root` packages the binaries this test run
+//! already built (`cargo deb --profile dev --no-build`: the same assets,
+//! maintainer scripts and units as `make deb`, without a release build that
+//! would cost the suite minutes) — or takes `ROLLCALLD_DEB=/path/to.deb`, e.g.
+//! the release package `make deb` made — and installs it with
 //! `dpkg --root=DIR --force-script-chrootless`, so the real maintainer scripts
 //! run against DIR (they honour `DPKG_ROOT`). It then checks the user, the
 //! conffile's owner and mode, that the installed daemon accepts the installed
 //! config, and that a purge removes the files but keeps the station's data.
-//! Run it with `cargo test -p rollcalld --test package_deb -- --ignored`.
+//! `make deb` checks the release package's file list with the same script.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -88,27 +90,30 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
-fn build_deb() -> PathBuf {
+fn build_deb(out: &Path) -> PathBuf {
     if let Some(p) = std::env::var_os("ROLLCALLD_DEB") {
         return PathBuf::from(p);
     }
-    run(Command::new("make").arg("deb").current_dir(repo()));
-    let dir = repo().join("target/debian");
-    let mut debs: Vec<_> = std::fs::read_dir(&dir)
+    // cargo-deb comes from crates.io; `make test` installs it when missing.
+    run(Command::new("cargo")
+        .args(["deb", "-p", "rollcalld", "--profile", "dev", "--no-build", "--fast"])
+        .arg("--output")
+        .arg(out)
+        .current_dir(repo()));
+    let mut debs: Vec<_> = std::fs::read_dir(out)
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "deb"))
         .collect();
-    debs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    debs.pop().expect("make deb left a .deb in target/debian")
+    debs.pop().expect("cargo deb left a .deb")
 }
 
-/// Builds the release binaries and the package unless `ROLLCALLD_DEB`
-/// names one already built (minutes on a cold build).
+/// Packages the debug binaries unless `ROLLCALLD_DEB` names a package.
 #[test]
 fn deb_installs_into_a_throwaway_root() {
-    let deb = build_deb();
+    let out = support::TempDir::new("deb-out");
+    let deb = build_deb(out.path());
     let check = run(Command::new(repo().join("scripts/deb-check.sh")).arg(&deb));
     eprintln!("{check}");
 
