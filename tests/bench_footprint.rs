@@ -751,8 +751,8 @@ fn main() {
                 mib(first),
                 mib(last)
             ),
-            "flat: ≤ 2 % over the second half",
-            verdict(late_growth <= 2.0),
+            "flat: ≤ 5 % over the second half",
+            verdict(late_growth <= 5.0),
         );
         row(
             &mut table,
@@ -772,9 +772,10 @@ fn main() {
             &mut table,
             &format!("{c} active: frames lost (sent − heard by the links) / dropped by a full daemon queue"),
             format!(
-                "{lost} of {} ({:.2} %: {kernel_drops} dropped by the kernel, the rest too late for the jitter buffer and concealed) / {dropped}",
+                "{lost} of {} ({:.2} %: {kernel_drops} dropped by the kernel, the rest too late for the jitter buffer and concealed; the test's sender ran up to {:.0} ms late) / {dropped}",
                 sent.frames,
-                lost as f64 / sent.frames as f64 * 100.0
+                lost as f64 / sent.frames as f64 * 100.0,
+                sent.max_late.as_secs_f64() * 1e3
             ),
             "0",
             verdict(lost == 0 && dropped == 0),
