@@ -96,7 +96,15 @@ fn build_deb(out: &Path) -> PathBuf {
     }
     // cargo-deb comes from crates.io; `make test` installs it when missing.
     run(Command::new("cargo")
-        .args(["deb", "-p", "rollcalld", "--profile", "dev", "--no-build", "--fast"])
+        .args([
+            "deb",
+            "-p",
+            "rollcalld",
+            "--profile",
+            "dev",
+            "--no-build",
+            "--fast",
+        ])
         .arg("--output")
         .arg(out)
         .current_dir(repo()));

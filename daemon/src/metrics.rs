@@ -155,7 +155,7 @@ impl Metrics {
         family(
             "rollcalld_link_frames_dropped_total",
             "counter",
-            "Frames dropped because a queue was full.",
+            "Frames dropped because a queue was full (the link's transmit queue, or a recorder too far behind).",
             per_link(|c| c.frames_dropped.load(Relaxed)),
         );
         let mut rtp = Vec::new();

@@ -324,10 +324,17 @@ impl ChannelTask {
                     side.concealed.push(*frame);
                 } else {
                     // Concealment between heard frames is part of the audio.
+                    // A recorder too far behind drops frames: counted per link.
+                    let mut dropped = 0;
                     for f in side.concealed.drain(..) {
-                        rec.frame(*key, &f);
+                        dropped += u64::from(!rec.frame(*key, &f));
                     }
-                    rec.frame(*key, frame);
+                    dropped += u64::from(!rec.frame(*key, frame));
+                    if dropped > 0 {
+                        side.counters
+                            .frames_dropped
+                            .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             }
             let events = self.links[i].decoder.push(&frame.samples);
@@ -505,7 +512,8 @@ impl ChannelTask {
                     self.links[i].send(frame);
                 }
                 if let (Some(key), Some(rec)) = (local.recording, &self.recorder) {
-                    rec.frame(key, &frame);
+                    // Our own transmission has no link to count a drop on.
+                    let _ = rec.frame(key, &frame);
                 }
                 if self.monitors.receiver_count() > 0 {
                     let _ = self.monitors.send(Arc::new(MonitorFrame {

@@ -3,8 +3,11 @@
 //! `recordings/<channel>/<yyyy-mm-dd>/<hhmmss>-<id>.opus` (UTC), with a row in
 //! the `recordings` table.
 //!
-//! Encoding and file writes run on one dedicated thread (`rollcalld-recorder`)
-//! fed by a non-blocking queue, so the channel tasks never wait on a disk.
+//! Encoding and file writes run on dedicated threads (`rollcalld-recorder`,
+//! one per core up to four; a channel always on the same one) fed by
+//! non-blocking, bounded queues, so the channel tasks never wait on a disk; a
+//! thread too far behind drops frames (counted per link) rather than grow
+//! memory.
 //! The row is inserted with `complete = 0` when a file opens and completed
 //! when it closes; at start-up every incomplete row is a crash survivor, and
 //! its file is repaired (cut at the last complete page, at most a second of

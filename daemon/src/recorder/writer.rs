@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rollcall_hw::audio::AudioFrame;
@@ -39,31 +41,132 @@ enum Command {
     Finish(RecKey),
 }
 
-/// Cloneable, non-blocking front of the recorder thread.
+/// Frames one recorder thread may have queued before new ones are dropped
+/// (about 5.5 MB; 2.5 s of 128 talking channels). Without a bound, a
+/// recorder that falls behind (CPU starved, a disk stalled in fsync) grows
+/// the daemon's memory without limit; past it the frame is dropped and
+/// counted, and the recording has a gap, instead of the daemon being killed
+/// for memory with every roll call in it.
+const MAX_QUEUED_FRAMES: usize = 16_384;
+
+/// At most this many recorder threads: Opus encoding is the recorder's cost
+/// (~56 µs per frame), and one thread caps a station at ~350 talking
+/// channels whatever its cores.
+const MAX_THREADS: usize = 4;
+
+/// The queue into one recorder thread.
+struct Shard {
+    commands: std_mpsc::Sender<Command>,
+    state: Arc<ShardState>,
+}
+
+/// Shared with the thread, which holds no sender (it ends when the last
+/// handle is dropped).
+#[derive(Default)]
+struct ShardState {
+    /// Frames sent and not yet taken by the thread.
+    queued: AtomicUsize,
+    /// Set while frames are being dropped, so the log says it once.
+    dropping: AtomicBool,
+}
+
+/// Cloneable, non-blocking front of the recorder threads. A channel's
+/// recordings all go to one thread (chosen by its id), so file names within
+/// a channel's directory are picked without races.
 #[derive(Clone)]
 pub struct RecorderHandle {
-    commands: std_mpsc::Sender<Command>,
-    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    shards: Arc<[Shard]>,
+    next: Arc<AtomicU64>,
 }
 
 impl RecorderHandle {
+    #[allow(clippy::type_complexity)]
+    fn new(
+        n: usize,
+    ) -> (
+        RecorderHandle,
+        Vec<(std_mpsc::Receiver<Command>, Arc<ShardState>)>,
+    ) {
+        let (shards, receivers): (Vec<Shard>, Vec<_>) = (0..n.max(1))
+            .map(|_| {
+                let (tx, rx) = std_mpsc::channel();
+                let state = Arc::new(ShardState::default());
+                let shard = Shard {
+                    commands: tx,
+                    state: state.clone(),
+                };
+                (shard, (rx, state))
+            })
+            .unzip();
+        let handle = RecorderHandle {
+            shards: shards.into(),
+            next: Arc::new(AtomicU64::new(1)),
+        };
+        (handle, receivers)
+    }
+
+    fn shard(&self, key: RecKey) -> &Shard {
+        &self.shards[(key % self.shards.len() as u64) as usize]
+    }
+
     /// Starts a recording; frames follow with [`Self::frame`].
     pub fn start(&self, start: StartRecording) -> RecKey {
-        let key = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.commands.send(Command::Start(key, start));
+        let n = self.shards.len() as u64;
+        let shard = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            start.channel.hash(&mut h);
+            h.finish() % n
+        };
+        // The key names its thread: key % n == shard.
+        let key = self.next.fetch_add(1, Relaxed) * n + shard;
+        let _ = self.shard(key).commands.send(Command::Start(key, start));
         key
     }
-    pub fn frame(&self, key: RecKey, frame: &AudioFrame) {
-        let _ = self.commands.send(Command::Frame(key, *frame));
+
+    /// Queues a frame; `false` when it was dropped because the recorder
+    /// thread is too far behind (see [`MAX_QUEUED_FRAMES`]).
+    pub fn frame(&self, key: RecKey, frame: &AudioFrame) -> bool {
+        let shard = &self.shard(key).state;
+        if shard.queued.load(Relaxed) >= MAX_QUEUED_FRAMES {
+            if !shard.dropping.swap(true, Relaxed) {
+                tracing::warn!(
+                    queued = MAX_QUEUED_FRAMES,
+                    "recorder is behind: dropping recorded frames until it catches up"
+                );
+            }
+            return false;
+        }
+        if shard.dropping.load(Relaxed)
+            && shard.queued.load(Relaxed) < MAX_QUEUED_FRAMES / 2
+            && shard.dropping.swap(false, Relaxed)
+        {
+            tracing::info!("recorder caught up");
+        }
+        shard.queued.fetch_add(1, Relaxed);
+        if self
+            .shard(key)
+            .commands
+            .send(Command::Frame(key, *frame))
+            .is_err()
+        {
+            shard.queued.fetch_sub(1, Relaxed);
+        }
+        true
     }
+
     /// Notes the caller's identity (and roster guard) for the recording.
     pub fn ani(&self, key: RecKey, kind: &str, unit: &str, guard: Option<String>) {
-        let _ = self
-            .commands
-            .send(Command::Ani(key, kind.to_owned(), unit.to_owned(), guard));
+        let _ = self.shard(key).commands.send(Command::Ani(
+            key,
+            kind.to_owned(),
+            unit.to_owned(),
+            guard,
+        ));
     }
+
     pub fn finish(&self, key: RecKey) {
-        let _ = self.commands.send(Command::Finish(key));
+        let _ = self.shard(key).commands.send(Command::Finish(key));
     }
 }
 
@@ -188,8 +291,11 @@ struct Open {
 }
 
 impl Recorder {
-    /// Starts the thread and the indexer task. The thread ends when every
-    /// handle is dropped, finishing the files still open.
+    /// Starts the recorder threads (one per core, at most [`MAX_THREADS`],
+    /// joined through the returned handle) and the indexer task. The threads
+    /// end when every handle is dropped, finishing the files still open.
+    /// Each thread watches the free space itself; the indexer turns their
+    /// pauses into one `recording_paused` / `recording_resumed` pair.
     pub fn spawn(
         self,
         storage: Storage,
@@ -199,24 +305,41 @@ impl Recorder {
         std::thread::JoinHandle<()>,
         tokio::task::JoinHandle<()>,
     ) {
-        let (tx, rx) = std_mpsc::channel::<Command>();
+        let n = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_THREADS);
+        let (handle, receivers) = RecorderHandle::new(n);
         let (report_tx, report_rx) = mpsc::unbounded_channel::<Report>();
+        // The first thread records too and joins the others, so the caller
+        // has one thread to join.
         let thread = std::thread::Builder::new()
             .name("rollcalld-recorder".into())
-            .spawn(move || self.thread_main(rx, report_tx))
+            .spawn(move || {
+                std::thread::scope(|scope| {
+                    let mut receivers = receivers.into_iter().enumerate();
+                    let (_, (first, state)) =
+                        receivers.next().expect("at least one recorder thread");
+                    for (i, (rx, state)) in receivers {
+                        let (me, reports) = (&self, report_tx.clone());
+                        std::thread::Builder::new()
+                            .name(format!("rollcalld-recorder-{i}"))
+                            .spawn_scoped(scope, move || me.thread_main(rx, reports, &state))
+                            .expect("spawning a recorder thread");
+                    }
+                    self.thread_main(first, report_tx, &state);
+                })
+            })
             .expect("spawning the recorder thread");
         let indexer = tokio::spawn(indexer(storage, bus, report_rx));
-        (
-            RecorderHandle {
-                commands: tx,
-                next: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)),
-            },
-            thread,
-            indexer,
-        )
+        (handle, thread, indexer)
     }
 
-    fn thread_main(self, rx: std_mpsc::Receiver<Command>, reports: mpsc::UnboundedSender<Report>) {
+    fn thread_main(
+        &self,
+        rx: std_mpsc::Receiver<Command>,
+        reports: mpsc::UnboundedSender<Report>,
+        shard: &ShardState,
+    ) {
         let _ = std::fs::create_dir_all(&self.dir);
         let mut st = ThreadState {
             open: HashMap::new(),
@@ -239,6 +362,9 @@ impl Recorder {
                 next_check = Instant::now() + SPACE_CHECK;
             }
             if let Some(cmd) = cmd {
+                if matches!(cmd, Command::Frame(..)) {
+                    shard.queued.fetch_sub(1, Relaxed);
+                }
                 self.handle(&mut st, cmd);
             }
         }
@@ -476,6 +602,9 @@ fn sanitize(s: &str) -> String {
 /// Turns thread reports into index rows and bus events.
 async fn indexer(storage: Storage, bus: Bus, mut reports: mpsc::UnboundedReceiver<Report>) {
     let mut rows: HashMap<RecKey, (i64, StartRecording, PathBuf)> = HashMap::new();
+    // Every recorder thread pauses and resumes on its own: the station is
+    // paused from the first thread's pause to the last one's resume.
+    let mut paused_threads = 0usize;
     while let Some(report) = reports.recv().await {
         match report {
             Report::Opened { key, start, path } => {
@@ -544,16 +673,22 @@ async fn indexer(storage: Storage, bus: Bus, mut reports: mpsc::UnboundedReceive
                 });
             }
             Report::Paused { reason, free_bytes } => {
-                bus.publish(Event::RecordingPaused { reason, free_bytes });
+                paused_threads += 1;
+                if paused_threads == 1 {
+                    bus.publish(Event::RecordingPaused { reason, free_bytes });
+                }
             }
             Report::Resumed {
                 paused_ms,
                 free_bytes,
             } => {
-                bus.publish(Event::RecordingResumed {
-                    paused_ms,
-                    free_bytes,
-                });
+                paused_threads = paused_threads.saturating_sub(1);
+                if paused_threads == 0 {
+                    bus.publish(Event::RecordingResumed {
+                        paused_ms,
+                        free_bytes,
+                    });
+                }
             }
             Report::Failed { key, error } => {
                 rows.remove(&key);
@@ -654,5 +789,101 @@ mod tests {
         drop((bus, storage));
         thread.join().unwrap();
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn start(channel: &str) -> StartRecording {
+        StartRecording {
+            channel: channel.into(),
+            link: "l".into(),
+            direction: Direction::Rx,
+            source: "rx".into(),
+            start: SystemTime::now(),
+        }
+    }
+
+    /// A channel's recordings always go to the same thread, keys are unique.
+    #[test]
+    fn a_channel_sticks_to_one_thread() {
+        let (h, rx) = RecorderHandle::new(3);
+        let keys: Vec<RecKey> = (0..10).map(|_| h.start(start("police"))).collect();
+        let shard = keys[0] % 3;
+        assert!(keys.iter().all(|k| k % 3 == shard), "{keys:?}");
+        let mut unique = keys.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), keys.len());
+        let starts = rx[shard as usize].0.try_iter().count();
+        assert_eq!(starts, 10);
+    }
+
+    /// Every thread records its channels and they all end, files closed
+    /// and indexed, once the last handle is dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn threads_record_then_end_when_the_handles_go() {
+        let dir = crate::storage::tests_support::tempdir();
+        let (storage, _thread) = crate::storage::open(&dir.join("db")).unwrap();
+        let (bus, _bus_task) =
+            Bus::spawn(storage.clone(), tokio_util::sync::CancellationToken::new());
+        let (h, thread, indexer) = Recorder {
+            dir: dir.join("rec"),
+            bitrate: 12000,
+            complexity: 5,
+            min_free_bytes: 0,
+        }
+        .spawn(storage.clone(), bus);
+        for ch in ["a", "b", "c", "d", "e"] {
+            let key = h.start(start(ch));
+            for _ in 0..50 {
+                assert!(h.frame(key, &AudioFrame::SILENCE));
+            }
+            h.finish(key);
+        }
+        drop(h);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            tokio::task::spawn_blocking(move || thread.join().unwrap()),
+        )
+        .await
+        .expect("the recorder threads end")
+        .unwrap();
+        indexer.await.unwrap();
+        let rows: Vec<(String, i64, i64)> = storage
+            .call(|c| {
+                let mut st = c.prepare(
+                    "SELECT channel, duration_ms, complete FROM recordings ORDER BY channel",
+                )?;
+                let rows = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        let want: Vec<(String, i64, i64)> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|c| (c.to_string(), 1000, 1))
+            .collect();
+        assert_eq!(rows, want);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A recorder thread that does not keep up makes frames drop (reported
+    /// to the caller) instead of memory grow; control commands still queue,
+    /// and frames flow again once it has caught up.
+    #[test]
+    fn a_stalled_thread_drops_frames_not_memory() {
+        let (h, rx) = RecorderHandle::new(1);
+        let key = h.start(start("c"));
+        let accepted = (0..MAX_QUEUED_FRAMES + 100)
+            .filter(|_| h.frame(key, &AudioFrame::SILENCE))
+            .count();
+        assert_eq!(accepted, MAX_QUEUED_FRAMES);
+        h.finish(key);
+        let cmds: Vec<Command> = rx[0].0.try_iter().collect();
+        assert_eq!(cmds.len(), 1 + MAX_QUEUED_FRAMES + 1);
+        assert!(matches!(cmds.last(), Some(Command::Finish(k)) if *k == key));
+        // The thread takes the frames (as thread_main does): room again.
+        rx[0].1.queued.fetch_sub(MAX_QUEUED_FRAMES, Relaxed);
+        assert!(h.frame(key, &AudioFrame::SILENCE));
+        assert!(!rx[0].1.dropping.load(Relaxed));
     }
 }
