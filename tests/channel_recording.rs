@@ -253,4 +253,9 @@ fn kill_9_mid_transmission_leaves_a_repairable_recording() {
         lost <= 1000.0 + 100.0,
         "killed {killed_after:?} into the transmission; file holds {decoded} ms"
     );
+    eprintln!(
+        "FAULT kill9_recording: killed {} ms into the transmission, repaired file holds {decoded:.0} ms, audio lost = {:.0} ms (limit 1000 ms)",
+        killed_after.as_millis(),
+        lost.max(0.0)
+    );
 }

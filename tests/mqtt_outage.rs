@@ -171,7 +171,7 @@ fn outage(length: Duration) {
     assert_eq!(got, expected, "no message the schema does not promise");
     let dups: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
     eprintln!(
-        "outage {:?}: {} messages delivered {:?} after the broker returned; duplicates (dropped by msg_id): {dups:?}",
+        "FAULT mqtt_outage: outage {:?}: {} messages delivered {:?} after the broker returned; duplicates (dropped by msg_id): {dups:?}",
         length,
         expected.len(),
         back.elapsed()

@@ -180,6 +180,13 @@ fn kill_9_mid_run_keeps_every_answer_and_resumes() {
         }
     }
     assert_eq!(detail.results.len(), 20);
+    let kept = at_kill
+        .values()
+        .filter(|(o, _)| o == "answered" || o == "late")
+        .count();
+    eprintln!(
+        "FAULT rollcall_kill9: answers committed before the kill = {kept}, kept unchanged = {kept}, runs = 1, results = 20"
+    );
     daemon.signal(libc::SIGTERM);
     daemon.wait_exit(Duration::from_secs(10));
 }
