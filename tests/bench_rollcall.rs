@@ -17,17 +17,10 @@ use std::time::{Duration, Instant};
 use rollcall_proto::v1 as pb;
 use support::*;
 
-type Api = pb::roll_call_service_client::RollCallServiceClient<tonic::transport::Channel>;
+type Api = RollcallApi;
 
 async fn connect(port: u16) -> Api {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(c) = Api::connect(format!("http://127.0.0.1:{port}")).await {
-            return c.max_decoding_message_size(64 << 20);
-        }
-        assert!(Instant::now() < deadline, "daemon did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rollcall_api(port).await.max_decoding_message_size(64 << 20)
 }
 
 async fn wait_finished(api: &mut Api, id: i64, limit: Duration) -> pb::RunDetail {

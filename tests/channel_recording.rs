@@ -140,13 +140,7 @@ fn guard_transmission_is_patched_to_police_and_recorded() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(10)),
-        Some(Some(0)),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop_clean(Duration::from_secs(10));
 
     let guards = read_jsonl(&data.join("guards.jsonl"));
     let police = read_jsonl(&data.join("police.jsonl"));

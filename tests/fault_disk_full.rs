@@ -308,7 +308,7 @@ fn disk_full_pauses_recording_keeps_roll_calls_and_resumes() {
         || recordings(&db).values().any(|r| r.2 == 1).then_some(()),
     );
     let run_id = rt.block_on(async {
-        let mut api = connect(port).await;
+        let mut api = rollcall_api(port).await;
         api.start_run(pb::StartRunRequest {
             channel: "guards".into(),
             modes: vec!["group".into()],
@@ -445,7 +445,7 @@ fn disk_full_pauses_recording_keeps_roll_calls_and_resumes() {
 
     // The run completes with every guard's answer.
     let detail = rt.block_on(async {
-        let mut api = connect(port).await;
+        let mut api = rollcall_api(port).await;
         let deadline = Instant::now() + Duration::from_secs(150);
         loop {
             let d = api
@@ -465,13 +465,7 @@ fn disk_full_pauses_recording_keeps_roll_calls_and_resumes() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     });
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(15)),
-        Some(Some(0)),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop_clean(Duration::from_secs(15));
 
     // Ground truth: every simulated guard answered (no misses configured).
     let truth_text = std::fs::read_to_string(&truth).unwrap();
@@ -687,13 +681,7 @@ hang_time_ms = 300
             .any(|r| r.0 >= t_free)
             .then_some(())
     });
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(15)),
-        Some(Some(0)),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop_clean(Duration::from_secs(15));
     // The cut file was repaired in the running daemon: every row is
     // complete after a clean stop, with a valid file behind it.
     let log = daemon.log_text();
@@ -736,21 +724,4 @@ hang_time_ms = 300
         "wall time (s)",
         format!("{:.1}", wall.elapsed().as_secs_f64()),
     );
-}
-
-async fn connect(
-    port: u16,
-) -> pb::roll_call_service_client::RollCallServiceClient<tonic::transport::Channel> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(c) = pb::roll_call_service_client::RollCallServiceClient::connect(format!(
-            "http://127.0.0.1:{port}"
-        ))
-        .await
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "daemon did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

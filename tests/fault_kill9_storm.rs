@@ -104,29 +104,6 @@ fn results(db: &Path) -> BTreeMap<String, (String, Option<i64>)> {
         .unwrap()
 }
 
-fn integrity(db: &Path) -> String {
-    let c = rusqlite::Connection::open(db).unwrap();
-    c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap()
-}
-
-async fn connect(
-    port: u16,
-) -> pb::roll_call_service_client::RollCallServiceClient<tonic::transport::Channel> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(c) = pb::roll_call_service_client::RollCallServiceClient::connect(format!(
-            "http://127.0.0.1:{port}"
-        ))
-        .await
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "daemon did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[test]
 fn kill9_storm_loses_no_acknowledged_answer() {
     let full = std::env::var("ROLLCALL_FAULTS").is_ok_and(|v| v == "full");
@@ -152,7 +129,7 @@ fn kill9_storm_loses_no_acknowledged_answer() {
     let mut daemon = Daemon::start(dir.path(), &cfg);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let run_id = rt.block_on(async {
-        let mut api = connect(grpc).await;
+        let mut api = rollcall_api(grpc).await;
         api.start_run(pb::StartRunRequest {
             channel: "guards".into(),
             modes: vec!["app".into()],
@@ -235,7 +212,7 @@ fn kill9_storm_loses_no_acknowledged_answer() {
             .into_iter()
             .filter(|(_, r)| r.0 == "answered" || r.0 == "late")
             .collect();
-        assert_eq!(integrity(&db), "ok", "kill {k}");
+        assert_eq!(integrity_check(&db), "ok", "kill {k}");
         std::thread::sleep(Duration::from_millis(rng.below(300)));
         daemon = Daemon::start(dir.path(), &cfg);
     }
@@ -317,7 +294,7 @@ fn kill9_storm_loses_no_acknowledged_answer() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(integrity(&db), "ok");
+    assert_eq!(integrity_check(&db), "ok");
     daemon.signal(libc::SIGTERM);
     daemon.wait_exit(Duration::from_secs(10));
 
@@ -406,7 +383,7 @@ fn kill9_storm_group_roll_call_asks_again_and_keeps_every_answer() {
     let mut daemon = Daemon::start(dir.path(), &cfg);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let run_id = rt.block_on(async {
-        let mut api = connect(grpc).await;
+        let mut api = rollcall_api(grpc).await;
         // The simulated station needs to be up to hear the announcement.
         tokio::time::sleep(Duration::from_millis(500)).await;
         api.start_run(pb::StartRunRequest {
@@ -439,7 +416,7 @@ fn kill9_storm_group_roll_call_asks_again_and_keeps_every_answer() {
             .into_iter()
             .filter(|(_, r)| r.0 == "answered" || r.0 == "late")
             .collect();
-        assert_eq!(integrity(&db), "ok", "kill {k}");
+        assert_eq!(integrity_check(&db), "ok", "kill {k}");
         daemon = Daemon::start(dir.path(), &cfg);
     }
     let heard_before_last = committed.len();
@@ -469,7 +446,7 @@ fn kill9_storm_group_roll_call_asks_again_and_keeps_every_answer() {
         .query_row("SELECT COUNT(*) FROM rollcall_runs", [], |r| r.get(0))
         .unwrap();
     assert_eq!(runs, 1);
-    assert_eq!(integrity(&db), "ok");
+    assert_eq!(integrity_check(&db), "ok");
     daemon.signal(libc::SIGTERM);
     daemon.wait_exit(Duration::from_secs(10));
     let tag = if full { "FAULT" } else { "fault (short)" };

@@ -672,13 +672,7 @@ mdc1200 = true
         let _ = relay_task.await;
         let _ = link_task.await;
     });
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(15)),
-        Some(Some(0)),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop_clean(Duration::from_secs(15));
     assert!(
         !daemon.log_text().contains("panicked"),
         "{}",

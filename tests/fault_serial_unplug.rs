@@ -380,13 +380,7 @@ busy_policy = "talk-over"
     });
 
     // Every change was an event; the daemon stops cleanly.
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(10)),
-        Some(Some(0)),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop_clean(Duration::from_secs(10));
     let db = dir.path().join("data/rollcalld.sqlite");
     let c = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();

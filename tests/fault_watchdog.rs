@@ -237,13 +237,7 @@ hang_time_ms = 100
         daemon.log_text()
     );
 
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(15)),
-        Some(Some(0)),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop_clean(Duration::from_secs(15));
     assert!(notify.saw("STOPPING=1"));
     // Not a pass criterion here (issue 12's disk-full scenario owns it), but
     // worth seeing: event batches the bus gave up on after the busy timeout.
@@ -604,13 +598,7 @@ tx_timeout_s = {TX_TIMEOUT_S}
         .collect();
     assert_eq!(ended, vec!["timed out", "released"]);
 
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(15)),
-        Some(Some(0)),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop_clean(Duration::from_secs(15));
     if full() {
         report(
             "stuck_ptt",
@@ -713,13 +701,7 @@ tx_timeout_s = {TX_TIMEOUT_S}
         .collect();
     assert_eq!(b_ptt, vec![true, false, true, false], "B's PTT history");
 
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(15)),
-        Some(Some(0)),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop_clean(Duration::from_secs(15));
     if full() {
         report(
             "stuck_ptt",

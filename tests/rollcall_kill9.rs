@@ -63,23 +63,6 @@ fn answers(db: &Path) -> BTreeMap<String, (String, Option<i64>)> {
         .unwrap()
 }
 
-async fn connect(
-    port: u16,
-) -> pb::roll_call_service_client::RollCallServiceClient<tonic::transport::Channel> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(c) = pb::roll_call_service_client::RollCallServiceClient::connect(format!(
-            "http://127.0.0.1:{port}"
-        ))
-        .await
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "daemon did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[test]
 fn kill_9_mid_run_keeps_every_answer_and_resumes() {
     let dir = TempDir::new("k9");
@@ -89,7 +72,7 @@ fn kill_9_mid_run_keeps_every_answer_and_resumes() {
     let mut daemon = Daemon::start(dir.path(), &cfg);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let run_id = rt.block_on(async {
-        let mut api = connect(port).await;
+        let mut api = rollcall_api(port).await;
         // The simulated station needs to be up to hear the announcement.
         tokio::time::sleep(Duration::from_millis(500)).await;
         api.start_run(pb::StartRunRequest {
@@ -139,7 +122,7 @@ fn kill_9_mid_run_keeps_every_answer_and_resumes() {
 
     let mut daemon = Daemon::start(dir.path(), &cfg);
     let detail = rt.block_on(async {
-        let mut api = connect(port).await;
+        let mut api = rollcall_api(port).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let d = api

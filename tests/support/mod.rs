@@ -128,6 +128,14 @@ impl Daemon {
 
     /// Waits for exit up to `timeout`; returns the exit code (None if it is
     /// still running or was killed by a signal).
+    /// SIGTERM, then asserts the daemon exits 0 within `timeout` (its log
+    /// in the failure message).
+    pub fn stop_clean(&mut self, timeout: Duration) {
+        self.signal(libc::SIGTERM);
+        let exit = self.wait_exit(timeout);
+        assert_eq!(exit, Some(Some(0)), "{}", self.log_text());
+    }
+
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -147,4 +155,28 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The roll-call API client the tests use.
+pub type RollcallApi =
+    rollcall_proto::v1::roll_call_service_client::RollCallServiceClient<tonic::transport::Channel>;
+
+/// Connects to the daemon's roll-call API on `port`, retrying until it
+/// listens (30 s at most: a restarted daemon on a loaded machine).
+pub async fn rollcall_api(port: u16) -> RollcallApi {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(c) = RollcallApi::connect(format!("http://127.0.0.1:{port}")).await {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "daemon did not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `PRAGMA integrity_check` of the database at `db` (`"ok"` when sound).
+pub fn integrity_check(db: &Path) -> String {
+    let c = rusqlite::Connection::open(db).expect("opening the database");
+    c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check")
 }
