@@ -87,23 +87,6 @@ links = ["guards"]
     )
 }
 
-/// guard → (outcome, answered_ms) of every result row, straight from SQLite.
-fn results(db: &Path) -> BTreeMap<String, (String, Option<i64>)> {
-    let Ok(c) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return BTreeMap::new();
-    };
-    let Ok(mut stmt) = c.prepare("SELECT guard_id, outcome, answered_ms FROM rollcall_results")
-    else {
-        return BTreeMap::new();
-    };
-    stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
 #[test]
 fn kill9_storm_loses_no_acknowledged_answer() {
     let full = std::env::var("ROLLCALL_FAULTS").is_ok_and(|v| v == "full");
@@ -156,7 +139,7 @@ fn kill9_storm_loses_no_acknowledged_answer() {
     let (t, p) = ack(0);
     assert!(publish(broker.port, &t, p.as_bytes(), false));
     assert!(
-        poll(Duration::from_secs(30), || results(&db)
+        poll(Duration::from_secs(30), || rollcall_results(&db)
             .get("g000")
             .filter(|r| r.0 == "answered")
             .map(|_| ()))
@@ -199,7 +182,7 @@ fn kill9_storm_loses_no_acknowledged_answer() {
         daemon.signal(libc::SIGKILL);
         assert!(daemon.wait_exit(Duration::from_secs(10)).is_some());
         lives_ms.push(life.as_millis() as u64);
-        let now = results(&db);
+        let now = rollcall_results(&db);
         // What an earlier life committed is still there, unchanged.
         for (g, r) in &committed {
             assert_eq!(
@@ -233,7 +216,7 @@ fn kill9_storm_loses_no_acknowledged_answer() {
         .ok()
         .filter(|s| s != "running")
     });
-    let fin = results(&db);
+    let fin = rollcall_results(&db);
     let lost: Vec<String> = acked
         .iter()
         .map(|i| format!("g{i:03}"))
@@ -408,7 +391,7 @@ fn kill9_storm_group_roll_call_asks_again_and_keeps_every_answer() {
         std::thread::sleep(Duration::from_millis(1000 + rng.below(7000)));
         daemon.signal(libc::SIGKILL);
         assert!(daemon.wait_exit(Duration::from_secs(10)).is_some());
-        let now = results(&db);
+        let now = rollcall_results(&db);
         for (g, r) in &committed {
             assert_eq!(now.get(g), Some(r), "kill {k}: answer of {g} changed");
         }
@@ -430,7 +413,7 @@ fn kill9_storm_group_roll_call_asks_again_and_keeps_every_answer() {
             .ok()
             .filter(|s| s != "running")
     });
-    let fin = results(&db);
+    let fin = rollcall_results(&db);
     assert_eq!(
         state.as_deref(),
         Some("finished"),

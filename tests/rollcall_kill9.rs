@@ -46,23 +46,6 @@ hang_time_ms = 300
     )
 }
 
-/// (guard → (outcome, answered_ms)) for a run, read straight from SQLite.
-fn answers(db: &Path) -> BTreeMap<String, (String, Option<i64>)> {
-    let Ok(c) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return BTreeMap::new();
-    };
-    let Ok(mut stmt) = c.prepare("SELECT guard_id, outcome, answered_ms FROM rollcall_results")
-    else {
-        return BTreeMap::new();
-    };
-    stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
 #[test]
 fn kill_9_mid_run_keeps_every_answer_and_resumes() {
     let dir = TempDir::new("k9");
@@ -93,7 +76,7 @@ fn kill_9_mid_run_keeps_every_answer_and_resumes() {
     // Let a few answers be committed, then kill -9.
     let deadline = Instant::now() + Duration::from_secs(30);
     let before = loop {
-        let a = answers(&db);
+        let a = rollcall_results(&db);
         if a.values().filter(|(o, _)| o == "answered").count() >= 5 {
             break a;
         }
@@ -109,7 +92,7 @@ fn kill_9_mid_run_keeps_every_answer_and_resumes() {
     drop(daemon);
     // What was committed at the moment of the kill (a write may have landed
     // between the read above and the kill: take the later view).
-    let at_kill = answers(&db);
+    let at_kill = rollcall_results(&db);
     for (g, a) in &before {
         if a.0 == "answered" {
             assert_eq!(

@@ -180,3 +180,21 @@ pub fn integrity_check(db: &Path) -> String {
     c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity_check")
 }
+
+/// guard → (outcome, answered_ms) of every roll-call result row, read
+/// straight from SQLite (empty while the database or table does not exist).
+pub fn rollcall_results(db: &Path) -> std::collections::BTreeMap<String, (String, Option<i64>)> {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Default::default();
+    };
+    let Ok(mut stmt) = c.prepare("SELECT guard_id, outcome, answered_ms FROM rollcall_results")
+    else {
+        return Default::default();
+    };
+    stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
