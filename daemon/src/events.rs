@@ -376,18 +376,22 @@ async fn persist_and_broadcast(
     // Callers of `publish_stored` learn when their event is committed; if it
     // never is, their sender is dropped and they see an error.
     let mut stored = Vec::new();
-    let batch: Vec<(i64, Event)> = batch
+    let mut batch: Vec<(i64, Event)> = batch
         .into_iter()
         .map(|(ts, ev, done)| {
             stored.extend(done);
             (ts, ev)
         })
         .collect();
+    let count = batch.len();
     let mut delay = RETRY_MIN;
     let mut failures = 0u32;
     let mut shutdown_attempts = 0u32;
     loop {
-        match store(storage, batch.clone()).await {
+        // The batch travels to the storage thread and back on failure, so
+        // the common (successful) path copies nothing.
+        let attempt = std::mem::take(&mut batch);
+        match store(storage, attempt).await {
             Ok(numbered) => {
                 if failures > 0 {
                     tracing::warn!(attempts = failures + 1, "events stored after retrying");
@@ -400,16 +404,17 @@ async fn persist_and_broadcast(
                 }
                 return;
             }
-            Err(e) => {
+            Err((e, returned)) => {
+                batch = returned;
                 failures += 1;
                 if failures == 1 {
-                    tracing::error!(error = %e, events = batch.len(), "cannot store events; holding them and every later event, retrying");
+                    tracing::error!(error = %e, events = count, "cannot store events; holding them and every later event, retrying");
                 }
                 if cancel.is_cancelled() {
                     shutdown_attempts += 1;
                 }
                 if matches!(e, StorageError::Closed) || shutdown_attempts > RETRIES_AT_SHUTDOWN {
-                    tracing::error!(error = %e, lost = batch.len(), "giving up storing events; they are not broadcast");
+                    tracing::error!(error = %e, lost = count, "giving up storing events; they are not broadcast");
                     return;
                 }
                 // Shutdown does not wait out a long back-off.
@@ -425,30 +430,48 @@ async fn persist_and_broadcast(
     }
 }
 
-async fn store(storage: &Storage, batch: Vec<(i64, Event)>) -> Result<Vec<Numbered>, StorageError> {
-    storage
+/// Inserts `batch` in one transaction. On failure the batch comes back with
+/// the error (empty if the storage thread is gone), to be retried.
+async fn store(
+    storage: &Storage,
+    batch: Vec<(i64, Event)>,
+) -> Result<Vec<Numbered>, (StorageError, Vec<(i64, Event)>)> {
+    let result = storage
         .call(move |c| {
-            let tx = c.transaction()?;
-            let mut out = Vec::with_capacity(batch.len());
-            {
-                let mut stmt = tx
-                    .prepare_cached("INSERT INTO events (ts_ms, kind, body) VALUES (?1, ?2, ?3)")?;
-                for (ts_ms, event) in batch {
-                    let body = serde_json::to_string(&event).unwrap_or_else(|e| {
-                        format!("{{\"type\":\"error\",\"message\":\"unserialisable event: {e}\"}}")
-                    });
-                    stmt.execute(rusqlite::params![ts_ms, event.kind(), body])?;
-                    out.push(Numbered {
-                        seq: tx.last_insert_rowid(),
-                        ts_ms,
-                        event,
-                    });
+            let inserted = (|| -> Result<Vec<i64>, StorageError> {
+                let tx = c.transaction()?;
+                let mut seqs = Vec::with_capacity(batch.len());
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT INTO events (ts_ms, kind, body) VALUES (?1, ?2, ?3)",
+                    )?;
+                    for (ts_ms, event) in &batch {
+                        let body = serde_json::to_string(event).unwrap_or_else(|e| {
+                            format!(
+                                "{{\"type\":\"error\",\"message\":\"unserialisable event: {e}\"}}"
+                            )
+                        });
+                        stmt.execute(rusqlite::params![ts_ms, event.kind(), body])?;
+                        seqs.push(tx.last_insert_rowid());
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(out)
+                tx.commit()?;
+                Ok(seqs)
+            })();
+            Ok(match inserted {
+                Ok(seqs) => Ok(seqs
+                    .into_iter()
+                    .zip(batch)
+                    .map(|(seq, (ts_ms, event))| Numbered { seq, ts_ms, event })
+                    .collect()),
+                Err(e) => Err((e, batch)),
+            })
         })
-        .await
+        .await;
+    match result {
+        Ok(inner) => inner,
+        Err(e) => Err((e, Vec::new())),
+    }
 }
 
 /// Reads stored events with `seq > after`, oldest first, at most `limit`.

@@ -103,9 +103,11 @@ impl pb::audio_service_server::AudioService for AudioApi {
         tokio::spawn(async move {
             let mut encoders: HashMap<SourceKey, opus::Encoder> = HashMap::new();
             let mut out = vec![0u8; 400];
+            // Reused every tick: the sources of the last message, and this one's frames.
             let mut previous: Vec<SourceKey> = Vec::new();
+            let mut tick: Vec<Arc<MonitorFrame>> = Vec::new();
             while let Some(first) = frames.recv().await {
-                let mut tick = vec![first];
+                tick.push(first);
                 let deadline = tokio::time::Instant::now() + COALESCE;
                 while !tick_complete(&tick, &previous) {
                     match tokio::time::timeout_at(deadline, frames.recv()).await {
@@ -113,15 +115,13 @@ impl pb::audio_service_server::AudioService for AudioApi {
                         _ => break,
                     }
                 }
-                previous = tick
-                    .iter()
-                    .map(|f| (f.channel.clone(), f.link.clone()))
-                    .collect();
+                previous.clear();
+                previous.extend(tick.iter().map(|f| (f.channel.clone(), f.link.clone())));
                 let mut msg = pb::MonitorTick {
                     ts_ms: crate::storage::now_ms(),
                     channels: Vec::with_capacity(tick.len()),
                 };
-                for f in tick {
+                for f in tick.drain(..) {
                     let key = (f.channel.clone(), f.link.clone());
                     let enc = match encoders.get_mut(&key) {
                         Some(e) => e,

@@ -127,7 +127,8 @@ impl RecorderHandle {
     /// Queues a frame; `false` when it was dropped because the recorder
     /// thread is too far behind (see [`MAX_QUEUED_FRAMES`]).
     pub fn frame(&self, key: RecKey, frame: &AudioFrame) -> bool {
-        let shard = &self.shard(key).state;
+        let target = self.shard(key);
+        let shard = &target.state;
         if shard.queued.load(Relaxed) >= MAX_QUEUED_FRAMES {
             if !shard.dropping.swap(true, Relaxed) {
                 tracing::warn!(
@@ -144,12 +145,7 @@ impl RecorderHandle {
             tracing::info!("recorder caught up");
         }
         shard.queued.fetch_add(1, Relaxed);
-        if self
-            .shard(key)
-            .commands
-            .send(Command::Frame(key, *frame))
-            .is_err()
-        {
+        if target.commands.send(Command::Frame(key, *frame)).is_err() {
             shard.queued.fetch_sub(1, Relaxed);
         }
         true
