@@ -313,12 +313,7 @@ fn main() {
             // One whole squelch open/close per cycle, even on a stalled
             // machine, so the k-th `cor` event belongs to the k-th packet.
             let ended = subs
-                .wait_first(Duration::from_secs(30), |b| {
-                    b.iter()
-                        .filter(|(_, kind, _)| kind == "transmission_ended")
-                        .count()
-                        > k
-                })
+                .wait_cycle_ended(k, Duration::from_secs(30))
                 .await;
             assert!(ended, "cycle {k} never ended:\n{}", daemon.log_text());
         }

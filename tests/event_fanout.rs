@@ -63,14 +63,7 @@ hang_time_ms = 20
             peer.send_to(&p, ("127.0.0.1", link_port)).unwrap();
             // Wait for this cycle's end, so each cycle is a whole squelch
             // open/close with its transmission started/ended.
-            let ended = subs
-                .wait_first(Duration::from_secs(20), |b| {
-                    b.iter()
-                        .filter(|(_, kind, _)| kind == "transmission_ended")
-                        .count()
-                        > k
-                })
-                .await;
+            let ended = subs.wait_cycle_ended(k, Duration::from_secs(20)).await;
             assert!(ended, "cycle {k} never ended:\n{}", daemon.log_text());
         }
         // Start at our first squelch event: a `link_up` from start-up may

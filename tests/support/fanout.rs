@@ -115,6 +115,18 @@ impl Subscribers {
         false
     }
 
+    /// Waits until subscriber 0 has seen more than `k` `transmission_ended`
+    /// events: the k-th squelch open/close cycle is over.
+    pub async fn wait_cycle_ended(&self, k: usize, limit: Duration) -> bool {
+        self.wait_first(limit, |b| {
+            b.iter()
+                .filter(|(_, kind, _)| kind == "transmission_ended")
+                .count()
+                > k
+        })
+        .await
+    }
+
     /// Waits until every subscriber has received an event with `seq >= last`.
     pub async fn wait_all(&self, last: i64, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
